@@ -1,0 +1,1 @@
+"""stocksync: keeps products and inventory in sync across online stores."""

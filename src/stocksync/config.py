@@ -1,0 +1,65 @@
+"""Typed settings, read from ``STOCKSYNC_*`` environment variables and validated at start."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything an operator may set. A wrong value stops the process with a clear message."""
+
+    model_config = SettingsConfigDict(env_prefix="STOCKSYNC_", extra="ignore")
+
+    data_dir: Path = Field(default=Path(".stocksync"), description="Where SQLite data lives.")
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL; a postgresql:// URL selects PostgreSQL and procrastinate.",
+    )
+    secret_key: str | None = Field(
+        default=None,
+        description="Fernet key(s), comma separated, newest first. Generated into data_dir if unset.",
+    )
+    flush_batch_size: int = Field(default=250, ge=1, le=250)
+    flush_debounce_ms: int = Field(default=200, ge=0, le=60_000)
+    job_lease_seconds: float = Field(default=30.0, gt=0)
+    job_max_attempts: int = Field(default=8, ge=1, le=50)
+    worker_concurrency: int = Field(default=4, ge=1, le=64)
+    activity_retention_days: int = Field(default=90, ge=1)
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_driver(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith(("sqlite", "postgresql", "postgres")):
+            raise ValueError("must start with sqlite:// or postgresql://")
+        return value
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The async SQLAlchemy URL actually used."""
+        return async_url(self.database_url or f"sqlite:///{self.data_dir / 'stocksync.db'}")
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.resolved_database_url.startswith("postgresql")
+
+
+def async_url(url: str) -> str:
+    """Map a plain database URL onto the async driver we ship with."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://") :]
+    if url.startswith("postgresql://"):
+        return "postgresql+psycopg://" + url[len("postgresql://") :]
+    if url.startswith("sqlite://") and not url.startswith("sqlite+aiosqlite://"):
+        return "sqlite+aiosqlite://" + url[len("sqlite://") :]
+    return url
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,1 @@
+"""Background jobs: one queue interface, an embedded SQLite backend and a procrastinate one."""

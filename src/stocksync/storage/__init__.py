@@ -1,0 +1,1 @@
+"""Persistence: tables, database engines, migrations and repositories."""
