@@ -91,6 +91,21 @@ class JobQueue(Protocol):
         """Run jobs until cancelled (or, with ``stop_when_idle``, until none is runnable)."""
         ...
 
+    async def drain(
+        self, registry: TaskRegistry, timeout: float = 30.0, *, concurrency: int = 1
+    ) -> None:
+        """Run jobs until the queue is quiet, or raise ``TimeoutError`` after ``timeout``.
+
+        Quiet: no job is running in any worker and no waiting job is due within the
+        backend's short drain horizon (a job scheduled later does not keep it running).
+        For tests, tools and the one-shot CLI.
+        """
+        ...
+
     async def counts(self) -> dict[str, int]:
         """Jobs per status, for doctor, metrics and tests."""
         ...
+
+
+# The statuses both backends report in ``counts()``, present even when zero.
+JOB_STATUSES = ("todo", "doing", "succeeded", "failed")

@@ -139,6 +139,8 @@ inbox = Table(
     Column("event_id", String(255), nullable=False),
     Column("topic", String(64), nullable=False),
     Column("payload", Text, nullable=False),
+    # The adapter's normalised reading of the payload (see stocksync.domain.codec).
+    Column("event", JSON, nullable=True),
     Column("status", String(16), nullable=False, default="pending"),
     Column("error", Text, nullable=True),
     _ts("received_at", nullable=False),
@@ -186,6 +188,8 @@ orders_seen = Table(
     metadata,
     Column("destination_store_id", ForeignKey("stores.id", ondelete="CASCADE"), primary_key=True),
     Column("order_id", String(255), primary_key=True),
+    # An order may hold products of several sources; each connection counts its own lines.
+    Column("connection_id", ForeignKey("connections.id", ondelete="CASCADE"), primary_key=True),
     Column("financial_status", String(32), nullable=False),
     Column("cancelled", Boolean, nullable=False, default=False),
     Column("counted", Boolean, nullable=False, default=False),
@@ -200,6 +204,7 @@ order_lines = Table(
     Column("destination_store_id", ForeignKey("stores.id", ondelete="CASCADE"), primary_key=True),
     Column("order_id", String(255), primary_key=True),
     Column("line_id", String(255), primary_key=True),
+    Column("connection_id", ForeignKey("connections.id", ondelete="CASCADE"), nullable=False),
     Column("variant_link_id", ForeignKey("variant_links.id", ondelete="SET NULL"), nullable=True),
     Column("root_store_id", ForeignKey("stores.id", ondelete="CASCADE"), nullable=False),
     Column("root_item_id", String(255), nullable=False),

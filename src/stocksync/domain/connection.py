@@ -1,0 +1,122 @@
+"""A connection's settings: what a destination chose for the products it copies from a source."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Any, Literal
+
+FieldMode = Literal["sync", "create_only", "ignore"]
+FIELD_MODES: tuple[FieldMode, ...] = ("sync", "create_only", "ignore")
+
+# The product fields a destination may let follow the source (B9). Inventory always syncs.
+SYNC_FIELDS: tuple[str, ...] = (
+    "price",
+    "compare_at_price",
+    "title",
+    "description",
+    "images",
+    "tags",
+    "vendor",
+    "product_type",
+    "weight",
+    "barcode",
+    "publish_status",
+    "variants",
+)
+
+HiddenAction = Literal["keep", "unpublish", "archive"]
+DeletedAction = Literal["keep", "unpublish", "archive", "delete"]
+
+
+class SettingsError(ValueError):
+    """A setting has a value it cannot take; the message says which and why."""
+
+
+def _default_field_sync() -> dict[str, FieldMode]:
+    return {name: ("sync" if name == "price" else "create_only") for name in SYNC_FIELDS}
+
+
+@dataclass(frozen=True)
+class PriceRules:
+    """B10: applied whenever price is synced, in this order: rate, multiplier, add, ending."""
+
+    currency_rate: Decimal = Decimal(1)
+    multiplier: Decimal = Decimal(1)
+    add: Decimal = Decimal(0)
+    ending: Decimal | None = None  # e.g. 0.99: round up to the next price ending in .99
+
+    def apply(self, price: Decimal) -> Decimal:
+        value = price * self.currency_rate * self.multiplier + self.add
+        value = value.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+        if self.ending is not None:
+            whole = value.to_integral_value(rounding="ROUND_FLOOR")
+            candidate = whole + self.ending
+            if candidate < value:
+                candidate += 1
+            value = candidate
+        return max(value, Decimal(0))
+
+
+@dataclass(frozen=True)
+class ConnectionSettings:
+    # B15: which financial states count a destination order against the source. Paid (and
+    # states only reachable from paid) always count.
+    count_authorized: bool = False
+    count_partially_paid: bool = False
+    count_pending: bool = False
+    safety_buffer: int = 0  # B20
+    field_sync: Mapping[str, FieldMode] = field(default_factory=_default_field_sync)
+    price_rules: PriceRules = field(default_factory=PriceRules)
+    on_hidden: HiddenAction = "keep"  # B6
+    on_source_deleted: DeletedAction = "keep"  # B13
+
+    def __post_init__(self) -> None:
+        if self.safety_buffer < 0:
+            raise SettingsError("safety_buffer must be zero or more")
+        for name, mode in self.field_sync.items():
+            if name not in SYNC_FIELDS:
+                raise SettingsError(f"unknown sync field {name!r}")
+            if mode not in FIELD_MODES:
+                raise SettingsError(f"field {name!r}: mode must be one of {FIELD_MODES}")
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["field_sync"] = dict(self.field_sync)
+        rules = self.price_rules
+        data["price_rules"] = {
+            "currency_rate": str(rules.currency_rate),
+            "multiplier": str(rules.multiplier),
+            "add": str(rules.add),
+            "ending": None if rules.ending is None else str(rules.ending),
+        }
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> ConnectionSettings:
+        data = dict(data or {})
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise SettingsError(f"unknown settings: {', '.join(sorted(unknown))}")
+        merged = _default_field_sync()
+        merged.update(data.pop("field_sync", None) or {})
+        rules_data = data.pop("price_rules", None) or {}
+        try:
+            rules = PriceRules(
+                currency_rate=Decimal(str(rules_data.get("currency_rate", "1"))),
+                multiplier=Decimal(str(rules_data.get("multiplier", "1"))),
+                add=Decimal(str(rules_data.get("add", "0"))),
+                ending=(
+                    None
+                    if rules_data.get("ending") in (None, "")
+                    else Decimal(str(rules_data["ending"]))
+                ),
+            )
+        except InvalidOperation as exc:
+            raise SettingsError(f"price rules must be decimal numbers: {exc}") from None
+        return cls(field_sync=merged, price_rules=rules, **data)
+
+    def with_changes(self, **changes: Any) -> ConnectionSettings:
+        return replace(self, **changes)

@@ -1,0 +1,56 @@
+"""Inbound events, normalised: what a platform told us, in the engine's own words.
+
+A platform adapter turns a webhook (or a polled change) into one of these. They carry what
+happened and to which identities; the engine re-reads levels itself rather than trusting a
+reported quantity, which may be stale or arrive out of order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from stocksync.domain.ports import OrderSnapshot, Refund
+
+
+@dataclass(frozen=True)
+class LevelChanged:
+    """A store's available quantity of an item changed at a location."""
+
+    item_id: str
+    location_id: str
+    available: int | None  # what the platform reported; used only to recognise echoes
+
+
+@dataclass(frozen=True)
+class OrderSeen:
+    """An order was created, paid, updated or cancelled; the snapshot is as of that moment."""
+
+    order: OrderSnapshot
+
+
+@dataclass(frozen=True)
+class OrderEdited:
+    """Units of an order's lines were added or removed; the current order must be read."""
+
+    order_id: str
+
+
+@dataclass(frozen=True)
+class RefundSeen:
+    """A refund (a restocking cancellation included) was recorded on an order."""
+
+    order_id: str
+    refund: Refund
+
+
+@dataclass(frozen=True)
+class ProductChanged:
+    product_id: str
+
+
+@dataclass(frozen=True)
+class ProductDeleted:
+    product_id: str
+
+
+InboundEvent = LevelChanged | OrderSeen | OrderEdited | RefundSeen | ProductChanged | ProductDeleted

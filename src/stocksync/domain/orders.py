@@ -1,0 +1,130 @@
+"""Which destination orders count against the source, and by how much (B15, B16, B17).
+
+The rules are target-based: an order line's counted units follow the latest snapshot of the
+order, so a duplicate delivery computes a zero difference and an older snapshot (delivered
+late) is recognised by its version and ignored. Each resulting change is recorded under a
+natural key (order line, order edit, refund line) that the ledger refuses to store twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from stocksync.domain.connection import ConnectionSettings
+from stocksync.domain.ports import OrderSnapshot, RefundLine
+
+# Paid, and the states an order reaches only from paid, always count (B15).
+ALWAYS_COUNTED = frozenset({"paid", "partially_refunded", "refunded"})
+KNOWN_STATUSES = ALWAYS_COUNTED | {
+    "pending",
+    "authorized",
+    "partially_paid",
+    "voided",
+    "expired",
+}
+
+
+def is_counted_status(financial_status: str, settings: ConnectionSettings) -> bool:
+    """Whether an order first seen in ``financial_status`` counts now.
+
+    ``voided`` and ``expired`` never start a count: an order first seen voided was cancelled
+    before we knew it, and its cancellation gives back what it claimed."""
+    status = financial_status.strip().lower()
+    if status in ALWAYS_COUNTED:
+        return True
+    if status == "authorized":
+        return settings.count_authorized
+    if status == "partially_paid":
+        return settings.count_partially_paid
+    if status == "pending":
+        return settings.count_pending
+    return False
+
+
+@dataclass(frozen=True)
+class LineState:
+    counted: int
+    restocked: int
+
+
+@dataclass(frozen=True)
+class OrderState:
+    counted: bool
+    version: str
+    lines: Mapping[str, LineState]
+
+
+@dataclass(frozen=True)
+class LineChange:
+    """Units to take from (negative) or give back to (positive) the source for one line."""
+
+    line_id: str
+    kind: str  # "order_line" (first count) or "order_edit"
+    natural_key: str
+    delta: int
+    counted_after: int
+
+
+@dataclass(frozen=True)
+class OrderPlan:
+    stale: bool  # the snapshot is older than what we already applied
+    counted: bool  # whether the order is counted after this snapshot
+    changes: tuple[LineChange, ...]
+
+
+def plan_order(
+    snapshot: OrderSnapshot,
+    state: OrderState | None,
+    settings: ConnectionSettings,
+    linked_lines: frozenset[str],
+) -> OrderPlan:
+    """Decide what a snapshot changes. ``linked_lines`` are the lines whose variant is linked
+    to a source; other lines are not ours to count."""
+    if state is not None and snapshot.version < state.version:
+        return OrderPlan(stale=True, counted=state.counted, changes=())
+    already = state is not None and state.counted
+    counted = already or is_counted_status(snapshot.financial_status, settings)
+    if not counted:
+        return OrderPlan(stale=False, counted=False, changes=())
+    known = state.lines if state is not None else {}
+    changes: list[LineChange] = []
+    for line in snapshot.lines:
+        if line.id not in linked_lines or line.quantity < 0:
+            continue
+        previous = known.get(line.id)
+        if previous is None:
+            if line.quantity == 0:
+                continue
+            changes.append(
+                LineChange(
+                    line_id=line.id,
+                    kind="order_line",
+                    natural_key=f"{snapshot.id}:{line.id}",
+                    delta=-line.quantity,
+                    counted_after=line.quantity,
+                )
+            )
+        elif previous.counted != line.quantity:
+            changes.append(
+                LineChange(
+                    line_id=line.id,
+                    kind="order_edit",
+                    natural_key=f"{snapshot.id}:{line.id}:{snapshot.version}:{line.quantity}",
+                    delta=previous.counted - line.quantity,
+                    counted_after=line.quantity,
+                )
+            )
+    return OrderPlan(stale=False, counted=True, changes=tuple(changes))
+
+
+def restock_units(line: LineState | None, refund_line: RefundLine) -> int:
+    """B16: units a refund line gives back: only restocking lines, never more than was
+    counted for the line and not yet given back. A line never counted gives back nothing."""
+    if not refund_line.restock or line is None or refund_line.quantity <= 0:
+        return 0
+    return max(0, min(refund_line.quantity, line.counted - line.restocked))
+
+
+def refund_natural_key(order_id: str, refund_id: str, refund_line: RefundLine) -> str:
+    return f"{order_id}:{refund_id}:{refund_line.id}"

@@ -1,0 +1,224 @@
+"""What the engine needs from a store's platform, and the typed errors a platform raises.
+
+Adapters (``stocksync.platforms.*``) implement :class:`StorePlatform`; the engine never sees
+GraphQL or REST. Identifiers are the platform's own, as strings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+# --- values exchanged with a platform -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PlatformLocation:
+    id: str
+    name: str
+    active: bool = True
+
+
+@dataclass(frozen=True)
+class LevelWrite:
+    """Set ``item_id`` at ``location_id`` to ``quantity`` if it is still ``compare``.
+
+    ``compare`` is the level stocksync last read or wrote there; ``None`` means unknown (the
+    adapter writes without a compare only when the platform offers no other way)."""
+
+    item_id: str
+    location_id: str
+    quantity: int
+    compare: int | None
+
+
+@dataclass(frozen=True)
+class SetOutcome:
+    """Result of a batch of :class:`LevelWrite`.
+
+    A batch is atomic: when ``stale`` is not empty, nothing of it was applied and the listed
+    items' compare values were out of date."""
+
+    stale: tuple[str, ...] = ()
+
+    @property
+    def applied(self) -> bool:
+        return not self.stale
+
+
+@dataclass(frozen=True)
+class Variant:
+    id: str
+    item_id: str
+    sku: str
+    tracked: bool = True
+    title: str = ""
+    barcode: str | None = None
+    price: str | None = None  # decimal as text: money never passes through a float
+    compare_at_price: str | None = None
+    weight: float | None = None
+    weight_unit: str | None = None
+    option_values: tuple[str, ...] = ()
+    continue_selling: bool = False  # sell when out of stock
+
+
+@dataclass(frozen=True)
+class Product:
+    id: str
+    title: str
+    variants: tuple[Variant, ...]
+    description: str = ""
+    vendor: str = ""
+    product_type: str = ""
+    tags: tuple[str, ...] = ()
+    status: str = "active"
+    images: tuple[str, ...] = ()
+    options: tuple[str, ...] = ()
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class OrderLine:
+    id: str
+    variant_id: str | None
+    sku: str
+    quantity: int  # units ordered after edits; refunds do not reduce it
+
+
+@dataclass(frozen=True)
+class RefundLine:
+    id: str  # the refund line's own id: the natural key of a restock
+    line_id: str
+    quantity: int
+    restock: bool
+    location_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Refund:
+    id: str
+    lines: tuple[RefundLine, ...]
+
+
+@dataclass(frozen=True)
+class OrderSnapshot:
+    """An order as the platform reports it at ``version`` (its last-modified instant)."""
+
+    id: str
+    financial_status: str
+    cancelled: bool
+    version: str  # ISO-8601 instant, comparable as text once normalised to UTC
+    lines: tuple[OrderLine, ...]
+    refunds: tuple[Refund, ...] = ()
+
+
+@dataclass(frozen=True)
+class ProductDraft:
+    """A product to create on a destination at import (B7)."""
+
+    title: str
+    variants: tuple[Variant, ...]
+    description: str = ""
+    vendor: str = ""
+    product_type: str = ""
+    tags: tuple[str, ...] = ()
+    status: str = "active"
+    images: tuple[str, ...] = ()
+    options: tuple[str, ...] = ()
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+
+# --- errors -----------------------------------------------------------------------------------
+
+
+class PlatformError(Exception):
+    """Base of every error a platform adapter raises."""
+
+
+class TransientPlatformError(PlatformError):
+    """Timeouts, 5xx, a lost connection: retrying later may succeed."""
+
+
+class ThrottledError(TransientPlatformError):
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PermanentPlatformError(PlatformError):
+    """Retrying the same call cannot succeed (bad input, missing scope)."""
+
+
+class AuthError(PermanentPlatformError):
+    """The store's credentials were refused."""
+
+
+class NotFoundError(PermanentPlatformError):
+    pass
+
+
+class LocationInactiveError(PermanentPlatformError):
+    """A location is deactivated or deleted: reported, never retried in a loop."""
+
+    def __init__(self, message: str, location_id: str) -> None:
+        super().__init__(message)
+        self.location_id = location_id
+
+
+class UserErrors(PermanentPlatformError):
+    """The platform refused the input; ``codes`` are its own error codes."""
+
+    def __init__(self, message: str, codes: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.codes = tuple(codes)
+
+
+class IdempotencyConflictError(PermanentPlatformError):
+    """An idempotency key was reused with a different input."""
+
+
+# --- the port -----------------------------------------------------------------------------------
+
+
+@runtime_checkable
+class StorePlatform(Protocol):
+    """One store on its platform, as the engine sees it."""
+
+    async def list_locations(self) -> list[PlatformLocation]: ...
+
+    async def read_levels(
+        self, item_ids: Sequence[str], location_ids: Sequence[str]
+    ) -> dict[tuple[str, str], int | None]:
+        """Available quantity per (item, location); ``None`` where the item is not stocked."""
+        ...
+
+    async def set_levels(self, writes: Sequence[LevelWrite]) -> SetOutcome:
+        """Absolute sets with compare-and-swap, in one atomic batch (at most the batch size).
+
+        An item not yet stocked at the location is activated there by the adapter."""
+        ...
+
+    async def adjust_level(
+        self, item_id: str, location_id: str, delta: int, idempotency_key: str
+    ) -> None:
+        """Relative change; a retry with the same key and input has no second effect."""
+        ...
+
+    async def list_products(self) -> list[Product]: ...
+
+    async def get_product(self, product_id: str) -> Product | None: ...
+
+    async def find_variants_by_sku(self, skus: Sequence[str]) -> dict[str, list[Variant]]:
+        """Existing variants carrying each SKU (lookup before create, so retries never
+        duplicate a product)."""
+        ...
+
+    async def create_product(self, draft: ProductDraft) -> Product: ...
+
+    async def get_order(self, order_id: str) -> OrderSnapshot | None: ...
+
+    async def orders_changed_since(self, since: str | None) -> list[OrderSnapshot]:
+        """Orders (with their refunds) modified after ``since`` (a version), oldest first."""
+        ...

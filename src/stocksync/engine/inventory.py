@@ -1,0 +1,573 @@
+"""Source -> destinations: levels read in bulk, written as absolute quantities with
+compare-and-swap, in batches (B14, B18, B20).
+
+Two jobs, both coalesced:
+
+- ``refresh_source(store)`` reads the current level of every dirty source item (never the
+  value a webhook reported, which may be stale or out of order), records it, and marks the
+  linked destination variants whose target moved as pending;
+- ``flush_destination(connection)`` computes each pending variant's target from the recorded
+  source level and writes the changed ones in batches, comparing against the level it last
+  read or wrote there. A stale compare is read again and retried.
+
+Reading the source once per burst, rather than once per destination, keeps a fan-out to N
+destinations at one read plus N writes per batch of changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, delete, func, select, tuple_, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from stocksync.domain.levels import destination_level, plausible_quantity, shared_total
+from stocksync.domain.ports import (
+    LevelWrite,
+    LocationInactiveError,
+    StorePlatform,
+    TransientPlatformError,
+)
+from stocksync.engine import crash, schedule
+from stocksync.engine.records import load_connection, load_store
+from stocksync.engine.runtime import Runtime
+from stocksync.storage import activity
+from stocksync.storage.sql import excluded, upsert
+from stocksync.storage.tables import (
+    connections,
+    flush_pending,
+    locations,
+    product_links,
+    source_dirty,
+    sync_state,
+    variant_links,
+)
+
+SOURCE_LOCATION = "*"  # sync_state's location key for a source's summed shared level
+
+
+class StaleLevelsError(TransientPlatformError):
+    """Compare-and-swap kept failing: the destination is changing under us; retry later."""
+
+
+# --- marking work ------------------------------------------------------------------------------
+
+
+async def mark_source_dirty(
+    rt: Runtime, conn: AsyncConnection, store_id: int, item_ids: Iterable[str]
+) -> None:
+    rows = [{"store_id": store_id, "item_id": i, "seq": 1} for i in dict.fromkeys(item_ids)]
+    if not rows:
+        return
+    await upsert(
+        conn,
+        source_dirty,
+        rows,
+        conflict=("store_id", "item_id"),
+        update={"seq": source_dirty.c.seq + 1},
+    )
+    await schedule.refresh_source(rt, conn, store_id)
+
+
+async def mark_pending(
+    rt: Runtime,
+    conn: AsyncConnection,
+    links: Sequence[tuple[int, int, int]],
+    *,
+    force_read: bool = False,
+) -> None:
+    """``links``: (connection id, variant link id, destination store id)."""
+    if not links:
+        return
+    await upsert(
+        conn,
+        flush_pending,
+        [
+            {"connection_id": c, "variant_link_id": v, "seq": 1, "force_read": force_read}
+            for c, v, _ in links
+        ],
+        conflict=("connection_id", "variant_link_id"),
+        # A forced read, once asked for, survives later unforced marks.
+        update=(
+            {"seq": flush_pending.c.seq + 1, "force_read": True}
+            if force_read
+            else {"seq": flush_pending.c.seq + 1}
+        ),
+    )
+    for connection_id, destination_store_id in {(c, d) for c, _, d in links}:
+        await schedule.flush_destination(rt, conn, connection_id, destination_store_id)
+
+
+def _active_links_from_source() -> Any:
+    return (
+        select(
+            variant_links.c.connection_id,
+            variant_links.c.id,
+            variant_links.c.destination_store_id,
+            variant_links.c.source_item_id,
+        )
+        .join(connections, connections.c.id == variant_links.c.connection_id)
+        .where(variant_links.c.status == "active", connections.c.status == "active")
+    )
+
+
+async def links_of_source_items(
+    conn: AsyncConnection, store_id: int, item_ids: Sequence[str]
+) -> list[tuple[int, int, int, str]]:
+    rows = await conn.execute(
+        _active_links_from_source().where(
+            variant_links.c.source_store_id == store_id,
+            variant_links.c.source_item_id.in_(list(item_ids)),
+        )
+    )
+    return [(r[0], r[1], r[2], r[3]) for r in rows]
+
+
+# --- refresh_source ---------------------------------------------------------------------------
+
+
+async def shared_locations(conn: AsyncConnection, store_id: int) -> list[str]:
+    rows = await conn.execute(
+        select(locations.c.external_id)
+        .where(
+            locations.c.store_id == store_id,
+            locations.c.shared.is_(True),
+            locations.c.active.is_(True),
+        )
+        .order_by(locations.c.priority.is_(None), locations.c.priority, locations.c.external_id)
+    )
+    return [r[0] for r in rows]
+
+
+async def refresh_source(rt: Runtime, store_id: int) -> int:
+    """Read dirty source items in batches; returns how many items were read."""
+    total = 0
+    while True:
+        async with rt.db.begin() as conn:
+            store = await load_store(conn, store_id)
+            dirty = (
+                await conn.execute(
+                    select(source_dirty.c.item_id, source_dirty.c.seq)
+                    .where(source_dirty.c.store_id == store_id)
+                    .order_by(source_dirty.c.item_id)
+                    .limit(rt.batch_size)
+                )
+            ).all()
+            locs = await shared_locations(conn, store_id)
+            if store is None or not dirty:
+                return total
+            if not locs:
+                await conn.execute(delete(source_dirty).where(source_dirty.c.store_id == store_id))
+                await activity.record(
+                    conn,
+                    store_id=store_id,
+                    level="error",
+                    kind="no_shared_location",
+                    message=(
+                        f"{store.name} shares no active location, so its stock cannot be sent "
+                        "to destinations; choose the locations to share"
+                    ),
+                )
+                return total
+            previous = dict(
+                (
+                    await conn.execute(
+                        select(sync_state.c.item_id, sync_state.c.last_read).where(
+                            sync_state.c.store_id == store_id,
+                            sync_state.c.location == SOURCE_LOCATION,
+                            sync_state.c.item_id.in_([d[0] for d in dirty]),
+                        )
+                    )
+                ).all()
+            )
+        items = [d[0] for d in dirty]
+        platform = rt.platforms(store)
+        levels = await platform.read_levels(items, locs)
+        crash.point("refresh.after_read")
+        now = rt.clock()
+        async with rt.db.begin() as conn:
+            state_rows: list[dict[str, Any]] = []
+            moved: list[str] = []
+            bad: list[tuple[str, int]] = []
+            for item in items:
+                level = shared_total({loc: levels.get((item, loc)) for loc in locs})
+                if not plausible_quantity(level):
+                    bad.append((item, level))
+                    continue
+                state_rows.append(
+                    {
+                        "store_id": store_id,
+                        "item_id": item,
+                        "location": SOURCE_LOCATION,
+                        "last_read": level,
+                        "read_version": 1,
+                        "updated_at": now,
+                    }
+                )
+                if previous.get(item) != level:
+                    moved.append(item)
+            await upsert(
+                conn,
+                sync_state,
+                state_rows,
+                conflict=("store_id", "item_id", "location"),
+                update={
+                    "last_read": excluded("last_read"),
+                    "read_version": sync_state.c.read_version + 1,
+                    "updated_at": excluded("updated_at"),
+                },
+            )
+            for item, level in bad:
+                await activity.record(
+                    conn,
+                    store_id=store_id,
+                    level="error",
+                    kind="implausible_level",
+                    message=f"the source reported {level} units of item {item}; not synced",
+                    details={"item_id": item, "level": level},
+                )
+            if moved:
+                links = await links_of_source_items(conn, store_id, moved)
+                await mark_pending(rt, conn, [(c, v, d) for c, v, d, _ in links])
+            await conn.execute(
+                delete(source_dirty).where(
+                    source_dirty.c.store_id == store_id,
+                    tuple_(source_dirty.c.item_id, source_dirty.c.seq).in_(
+                        [(d[0], d[1]) for d in dirty]
+                    ),
+                )
+            )
+            crash.point("refresh.before_commit")
+        total += len(items)
+        if len(dirty) < rt.batch_size:
+            return total
+
+
+# --- flush_destination ------------------------------------------------------------------------
+
+
+@dataclass
+class _Pending:
+    link_id: int
+    seq: int
+    force_read: bool
+    item_id: str
+    source_level: int | None
+    known: int | None  # what we last read or wrote at the destination
+    last_written: int | None
+    active: bool
+    downstream: bool  # the destination is itself a source (a hub)
+
+
+async def _load_pending(
+    conn: AsyncConnection, connection_id: int, destination_store_id: int, location: str, limit: int
+) -> list[_Pending]:
+    src = sync_state.alias("src")
+    dst = sync_state.alias("dst")
+    query = (
+        select(
+            flush_pending.c.variant_link_id,
+            flush_pending.c.seq,
+            flush_pending.c.force_read,
+            variant_links.c.destination_item_id,
+            src.c.last_read,
+            dst.c.last_read,
+            dst.c.last_written,
+            and_(
+                variant_links.c.status == "active",
+                func.coalesce(product_links.c.status, "active") == "active",
+            ),
+        )
+        .select_from(flush_pending)
+        .join(variant_links, variant_links.c.id == flush_pending.c.variant_link_id)
+        .outerjoin(product_links, product_links.c.id == variant_links.c.product_link_id)
+        .outerjoin(
+            src,
+            and_(
+                src.c.store_id == variant_links.c.source_store_id,
+                src.c.item_id == variant_links.c.source_item_id,
+                src.c.location == SOURCE_LOCATION,
+            ),
+        )
+        .outerjoin(
+            dst,
+            and_(
+                dst.c.store_id == destination_store_id,
+                dst.c.item_id == variant_links.c.destination_item_id,
+                dst.c.location == location,
+            ),
+        )
+        .where(flush_pending.c.connection_id == connection_id)
+        .order_by(flush_pending.c.variant_link_id)
+        .limit(limit)
+    )
+    rows = (await conn.execute(query)).all()
+    return [
+        _Pending(
+            link_id=r[0],
+            seq=r[1],
+            force_read=bool(r[2]),
+            item_id=r[3],
+            source_level=r[4],
+            known=r[5],
+            last_written=r[6],
+            active=bool(r[7]),
+            downstream=False,
+        )
+        for r in rows
+    ]
+
+
+async def _clear_pending(conn: AsyncConnection, connection_id: int, done: list[_Pending]) -> None:
+    if done:
+        await conn.execute(
+            delete(flush_pending).where(
+                flush_pending.c.connection_id == connection_id,
+                tuple_(flush_pending.c.variant_link_id, flush_pending.c.seq).in_(
+                    [(p.link_id, p.seq) for p in done]
+                ),
+            )
+        )
+
+
+async def _write_with_cas(
+    rt: Runtime,
+    platform: StorePlatform,
+    location: str,
+    targets: dict[str, int],
+    known: dict[str, int | None],
+) -> tuple[dict[str, int], dict[str, int]]:
+    """Bring the destination to ``targets``. Returns (written, observed): the levels we set and
+    the levels we found already right when re-reading after a stale compare."""
+    written: dict[str, int] = {}
+    observed: dict[str, int] = {}
+    todo = dict(targets)
+    for _round in range(rt.stale_retries + 1):
+        if not todo:
+            break
+        stale_items: list[str] = []
+        items = sorted(todo)
+        for start in range(0, len(items), rt.batch_size):
+            chunk = items[start : start + rt.batch_size]
+            outcome = await platform.set_levels(
+                [LevelWrite(i, location, todo[i], known.get(i)) for i in chunk]
+            )
+            crash.point("flush.after_set")
+            if outcome.applied:
+                for i in chunk:
+                    written[i] = todo[i]
+            else:
+                stale_items.extend(chunk)
+        todo = {i: todo[i] for i in stale_items}
+        if not todo:
+            break
+        # Someone (a sale, a merchant) changed these since we last looked: look again.
+        fresh = await platform.read_levels(sorted(todo), [location])
+        for i in list(todo):
+            now_level = fresh.get((i, location))
+            known[i] = now_level
+            if now_level == todo[i]:
+                observed[i] = now_level
+                del todo[i]
+    if todo:
+        raise StaleLevelsError(
+            f"{len(todo)} levels kept changing during the write; will retry"
+        )
+    return written, observed
+
+
+async def flush_destination(rt: Runtime, connection_id: int) -> int:
+    """Write pending levels of one connection; returns the number of levels written."""
+    written_total = 0
+    while True:
+        async with rt.db.begin() as conn:
+            connection = await load_connection(conn, connection_id)
+            if connection is None:
+                return written_total
+            dest = await load_store(conn, connection.destination_store_id)
+            if connection.status != "active" or dest is None or dest.status != "active":
+                # Paused or disconnected: nothing to write. Resuming marks everything again.
+                await conn.execute(
+                    delete(flush_pending).where(flush_pending.c.connection_id == connection_id)
+                )
+                return written_total
+            location = connection.receiving_location
+            if location is None:
+                await conn.execute(
+                    delete(flush_pending).where(flush_pending.c.connection_id == connection_id)
+                )
+                await activity.record(
+                    conn,
+                    store_id=dest.id,
+                    level="error",
+                    kind="no_receiving_location",
+                    message=f"{dest.name} has no receiving location for this connection; "
+                    "choose one so that stock can be synced",
+                    details={"connection_id": connection_id},
+                )
+                return written_total
+            pending = await _load_pending(conn, connection_id, dest.id, location, rt.batch_size)
+            if not pending:
+                return written_total
+            missing_source = [p for p in pending if p.active and p.source_level is None]
+            if missing_source:
+                ids = [p.link_id for p in missing_source]
+                rows = await conn.execute(
+                    select(variant_links.c.source_item_id).where(variant_links.c.id.in_(ids))
+                )
+                await mark_source_dirty(
+                    rt, conn, connection.source_store_id, [r[0] for r in rows]
+                )
+        buffer = connection.settings.safety_buffer
+        work = [p for p in pending if p.active and p.source_level is not None]
+        targets = {p.item_id: destination_level(p.source_level or 0, buffer) for p in work}
+        known: dict[str, int | None] = {p.item_id: p.known for p in work}
+        must_read = sorted({p.item_id for p in work if p.force_read or p.known is None})
+        platform = rt.platforms(dest)
+        drift: dict[str, tuple[int | None, int]] = {}
+        if must_read:
+            fresh = await platform.read_levels(must_read, [location])
+            crash.point("flush.after_read")
+            for item in must_read:
+                if known.get(item) is not None and fresh.get((item, location)) != known[item]:
+                    drift[item] = (fresh.get((item, location)), targets[item])
+                known[item] = fresh.get((item, location))
+        changed = {i: t for i, t in targets.items() if known.get(i) != t}
+        try:
+            written, observed = await _write_with_cas(rt, platform, location, changed, known)
+        except LocationInactiveError as exc:
+            async with rt.db.begin() as conn:
+                await conn.execute(
+                    delete(flush_pending).where(flush_pending.c.connection_id == connection_id)
+                )
+                await activity.record(
+                    conn,
+                    store_id=dest.id,
+                    level="error",
+                    kind="location_inactive",
+                    message=f"the receiving location {exc.location_id} of {dest.name} is "
+                    "deactivated or deleted; choose another receiving location",
+                    details={"connection_id": connection_id, "location": exc.location_id},
+                    retry={
+                        "task": schedule.FLUSH_DESTINATION,
+                        "args": {"connection_id": connection_id},
+                    },
+                )
+            return written_total
+        now = rt.clock()
+        async with rt.db.begin() as conn:
+            state_rows: list[dict[str, Any]] = []
+            for item, target in targets.items():
+                level = written.get(item, observed.get(item, known.get(item)))
+                if level is None:
+                    continue
+                state_rows.append(
+                    {
+                        "store_id": dest.id,
+                        "item_id": item,
+                        "location": location,
+                        "last_read": level,
+                        "read_version": 1,
+                        "last_written": target if item in written else None,
+                        "write_version": 1 if item in written else 0,
+                        "updated_at": now,
+                    }
+                )
+            await upsert(
+                conn,
+                sync_state,
+                [r for r in state_rows if r["item_id"] in written],
+                conflict=("store_id", "item_id", "location"),
+                update={
+                    "last_read": excluded("last_read"),
+                    "last_written": excluded("last_written"),
+                    "write_version": sync_state.c.write_version + 1,
+                    "updated_at": excluded("updated_at"),
+                },
+            )
+            await upsert(
+                conn,
+                sync_state,
+                [r for r in state_rows if r["item_id"] not in written],
+                conflict=("store_id", "item_id", "location"),
+                update={
+                    "last_read": excluded("last_read"),
+                    "read_version": sync_state.c.read_version + 1,
+                    "updated_at": excluded("updated_at"),
+                },
+            )
+            await _clear_pending(conn, connection_id, pending)
+            if written and dest.is_source:
+                # A hub: what we wrote is its stock too, to be sent further down the chain.
+                await mark_source_dirty(rt, conn, dest.id, sorted(written))
+            if written:
+                await activity.record(
+                    conn,
+                    store_id=dest.id,
+                    level="info",
+                    kind="levels_written",
+                    message=f"updated {len(written)} stock levels on {dest.name}",
+                    details={"connection_id": connection_id, "count": len(written)},
+                )
+            if drift:
+                await activity.record(
+                    conn,
+                    store_id=dest.id,
+                    level="warning",
+                    kind="drift_repaired",
+                    message=f"{len(drift)} levels on {dest.name} differed from the source's "
+                    "and were set back",
+                    details={
+                        "connection_id": connection_id,
+                        "items": {i: {"found": f, "set": t} for i, (f, t) in drift.items()},
+                    },
+                )
+            crash.point("flush.before_commit")
+        written_total += len(written)
+        if len(pending) < rt.batch_size:
+            return written_total
+
+
+async def mark_destination_drift(
+    rt: Runtime, conn: AsyncConnection, store_id: int, item_id: str, location_id: str,
+    reported: int | None,
+) -> str:
+    """A destination's level changed. Our own write coming back (an echo) is recognised by
+    comparing with the level we last wrote; anything else is a sale or a manual change, and
+    the variant is scheduled to be set back to the source's level (B15, B18)."""
+    rows = (
+        await conn.execute(
+            select(variant_links.c.connection_id, variant_links.c.id)
+            .join(connections, connections.c.id == variant_links.c.connection_id)
+            .where(
+                variant_links.c.destination_store_id == store_id,
+                variant_links.c.destination_item_id == item_id,
+                variant_links.c.status == "active",
+                connections.c.status == "active",
+                connections.c.receiving_location == location_id,
+            )
+        )
+    ).all()
+    if not rows:
+        return "unlinked"
+    last_written = (
+        await conn.execute(
+            select(sync_state.c.last_written).where(
+                sync_state.c.store_id == store_id,
+                sync_state.c.item_id == item_id,
+                sync_state.c.location == location_id,
+            )
+        )
+    ).scalar()
+    if reported is not None and last_written is not None and reported == last_written:
+        return "echo"
+    await mark_pending(rt, conn, [(c, v, store_id) for c, v in rows], force_read=True)
+    return "drift"
+
+
+async def set_link_status(conn: AsyncConnection, link_ids: Sequence[int], status: str) -> None:
+    await conn.execute(
+        update(variant_links).where(variant_links.c.id.in_(list(link_ids))).values(status=status)
+    )

@@ -1,0 +1,32 @@
+"""What every engine operation needs: the database, the job queue and the platforms."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from stocksync.domain.ports import StorePlatform
+from stocksync.engine.records import StoreRecord
+from stocksync.jobs.queue import JobQueue
+
+PlatformResolver = Callable[[StoreRecord], StorePlatform]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Runtime:
+    db: AsyncEngine
+    queue: JobQueue
+    platforms: PlatformResolver
+    batch_size: int = 250
+    # A source change waits this long before its levels are read, so that a burst of changes
+    # costs one read and one write per destination instead of one per change.
+    debounce: timedelta = field(default_factory=lambda: timedelta(milliseconds=200))
+    stale_retries: int = 3
+    clock: Callable[[], datetime] = utcnow

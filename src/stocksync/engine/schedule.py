@@ -1,0 +1,75 @@
+"""The engine's jobs: their names, their locks, and how they are enqueued.
+
+Every job carries identities only. Locks serialise what must not run concurrently; queueing
+locks coalesce bursts (a waiting job already covers the new work, since it reads the current
+state when it runs)."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from stocksync.engine.runtime import Runtime
+
+REFRESH_SOURCE = "refresh_source"
+FLUSH_DESTINATION = "flush_destination"
+PROCESS_EVENT = "process_event"
+APPLY_LEDGER = "apply_ledger"
+RECONCILE = "reconcile"
+
+
+async def refresh_source(rt: Runtime, conn: AsyncConnection, store_id: int) -> None:
+    """Read the source's dirty items again, after the debounce window."""
+    await rt.queue.enqueue(
+        conn,
+        REFRESH_SOURCE,
+        {"store_id": store_id},
+        lock=f"refresh:{store_id}",
+        queueing_lock=f"refresh:{store_id}",
+        schedule_at=rt.clock() + rt.debounce,
+    )
+
+
+async def flush_destination(
+    rt: Runtime, conn: AsyncConnection, connection_id: int, destination_store_id: int
+) -> None:
+    """Write the connection's pending levels. One writer per destination store at a time, so
+    that compare-and-swap values are not raced by ourselves."""
+    await rt.queue.enqueue(
+        conn,
+        FLUSH_DESTINATION,
+        {"connection_id": connection_id},
+        lock=f"dest:{destination_store_id}",
+        queueing_lock=f"flush:{connection_id}",
+    )
+
+
+async def process_event(
+    rt: Runtime, conn: AsyncConnection, inbox_id: int, store_id: int, subject: str
+) -> None:
+    """Handle an order or refund event; events of one order run one at a time, in order."""
+    await rt.queue.enqueue(
+        conn,
+        PROCESS_EVENT,
+        {"inbox_id": inbox_id},
+        lock=f"order:{store_id}:{subject}",
+    )
+
+
+async def apply_ledger(rt: Runtime, conn: AsyncConnection, root_store_id: int) -> None:
+    await rt.queue.enqueue(
+        conn,
+        APPLY_LEDGER,
+        {"store_id": root_store_id},
+        lock=f"apply:{root_store_id}",
+        queueing_lock=f"apply:{root_store_id}",
+    )
+
+
+async def reconcile(rt: Runtime, conn: AsyncConnection, source_store_id: int) -> None:
+    await rt.queue.enqueue(
+        conn,
+        RECONCILE,
+        {"store_id": source_store_id},
+        lock=f"refresh:{source_store_id}",
+        queueing_lock=f"reconcile:{source_store_id}",
+    )

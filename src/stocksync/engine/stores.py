@@ -1,0 +1,440 @@
+"""Stores, roles, unique keys and connections (B1–B4)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from stocksync.domain.connection import ConnectionSettings
+from stocksync.domain.graph import check_connect
+from stocksync.domain.keys import KeyAttemptPolicy, key_hash, looks_like_key, new_key
+from stocksync.domain.ports import PlatformLocation
+from stocksync.engine.inventory import mark_pending
+from stocksync.engine.records import ConnectionRecord, StoreRecord, load_connection, load_store
+from stocksync.engine.runtime import Runtime
+from stocksync.storage import activity
+from stocksync.storage.crypto import Vault
+from stocksync.storage.sql import upsert
+from stocksync.storage.tables import (
+    connections,
+    key_attempts,
+    locations,
+    product_links,
+    stores,
+    variant_links,
+)
+
+DEFAULT_HIDDEN_TAGS = ("stocksync-hidden", "syncio-hidden")
+
+
+class StoreError(ValueError):
+    """A store or connection operation was refused; the message says why, plainly."""
+
+
+class RateLimitedError(StoreError):
+    def __init__(self, message: str, retry_after: timedelta) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class Roles:
+    source: bool
+    destination: bool
+
+    @classmethod
+    def parse(cls, role: str) -> Roles:
+        if role == "source":
+            return cls(True, False)
+        if role == "destination":
+            return cls(False, True)
+        if role == "hub":
+            return cls(True, True)
+        raise StoreError(f"role must be source, destination or hub, not {role!r}")
+
+
+async def install_store(
+    rt: Runtime,
+    conn: AsyncConnection,
+    *,
+    vault: Vault,
+    platform: str,
+    external_id: str,
+    name: str | None = None,
+    role: str,
+    credentials: str | None = None,
+    base_url: str | None = None,
+    api_version: str | None = None,
+    plan_product_limit: int | None = None,
+    hub_enabled: bool = False,
+) -> tuple[StoreRecord, str | None]:
+    """Install a store with its role (B1). Returns the store and, for a source, its new key.
+
+    A hub (source and destination at once) needs the operator to enable it."""
+    roles = Roles.parse(role)
+    if roles.source and roles.destination and not hub_enabled:
+        raise StoreError("a store can be both source and destination only when hubs are enabled")
+    existing = (
+        await conn.execute(
+            select(stores.c.id, stores.c.status).where(
+                stores.c.platform == platform, stores.c.external_id == external_id
+            )
+        )
+    ).first()
+    key = new_key() if roles.source else None
+    values = {
+        "name": name or external_id,
+        "is_source": roles.source,
+        "is_destination": roles.destination,
+        "status": "active",
+        "credentials": vault.encrypt(credentials) if credentials else None,
+        "base_url": base_url,
+        "api_version": api_version,
+        "plan_product_limit": plan_product_limit,
+        "key_hash": key_hash(key) if key else None,
+        "key_encrypted": vault.encrypt(key) if key else None,
+        "key_rotated_at": rt.clock() if key else None,
+    }
+    if existing is not None:
+        if existing[1] == "active":
+            raise StoreError(
+                f"{external_id} is already installed; changing its role means uninstalling it "
+                "first (its links are kept as unlinked products)"
+            )
+        await conn.execute(update(stores).where(stores.c.id == existing[0]).values(**values))
+        store_id = existing[0]
+    else:
+        store_id = (
+            await conn.execute(
+                stores.insert()
+                .values(
+                    platform=platform,
+                    external_id=external_id,
+                    hidden_tags=list(DEFAULT_HIDDEN_TAGS),
+                    settings={},
+                    created_at=rt.clock(),
+                    **values,
+                )
+                .returning(stores.c.id)
+            )
+        ).scalar_one()
+    await activity.record(
+        conn,
+        store_id=store_id,
+        level="info",
+        kind="store_installed",
+        message=f"{name or external_id} installed as {role}",
+    )
+    store = await load_store(conn, store_id)
+    assert store is not None
+    return store, key
+
+
+async def uninstall_store(conn: AsyncConnection, store_id: int, reason: str) -> None:
+    """Suspend the store's connections and forget its access token (B5). Links are kept as
+    unlinked products, never deleted (B1)."""
+    await conn.execute(
+        update(stores).where(stores.c.id == store_id).values(status="uninstalled", credentials=None)
+    )
+    await conn.execute(
+        update(connections)
+        .where(
+            (connections.c.source_store_id == store_id)
+            | (connections.c.destination_store_id == store_id)
+        )
+        .where(connections.c.status.in_(("active", "paused")))
+        .values(status="suspended")
+    )
+    await activity.record(
+        conn, store_id=store_id, level="warning", kind="store_uninstalled", message=reason
+    )
+
+
+async def set_locations(
+    conn: AsyncConnection,
+    store_id: int,
+    found: Sequence[PlatformLocation],
+    shared: Sequence[str] | None = None,
+) -> None:
+    """Record the store's locations; ``shared`` names those a source shares (all active by
+    default when the store has none shared yet)."""
+    await upsert(
+        conn,
+        locations,
+        [
+            {
+                "store_id": store_id,
+                "external_id": loc.id,
+                "name": loc.name,
+                "active": loc.active,
+                "shared": bool(shared is None and loc.active) or loc.id in (shared or ()),
+            }
+            for loc in found
+        ],
+        conflict=("store_id", "external_id"),
+        update={"name": locations.c.name, "active": locations.c.active},
+    )
+    if shared is not None:
+        await conn.execute(
+            update(locations)
+            .where(locations.c.store_id == store_id)
+            .values(shared=locations.c.external_id.in_(list(shared)))
+        )
+
+
+async def rotate_key(rt: Runtime, conn: AsyncConnection, vault: Vault, store_id: int) -> str:
+    """A new unique key; connections made with the old one stay (they reference stores)."""
+    store = await load_store(conn, store_id)
+    if store is None or not store.is_source:
+        raise StoreError("only a source store has a unique key")
+    key = new_key()
+    await conn.execute(
+        update(stores)
+        .where(stores.c.id == store_id)
+        .values(
+            key_hash=key_hash(key), key_encrypted=vault.encrypt(key), key_rotated_at=rt.clock()
+        )
+    )
+    await activity.record(
+        conn, store_id=store_id, level="info", kind="key_rotated", message="unique key rotated"
+    )
+    return key
+
+
+async def show_key(conn: AsyncConnection, vault: Vault, store_id: int) -> str:
+    token = (
+        await conn.execute(select(stores.c.key_encrypted).where(stores.c.id == store_id))
+    ).scalar()
+    if not token:
+        raise StoreError("this store has no unique key: only a source store has one")
+    return vault.decrypt(token)
+
+
+async def connect(
+    rt: Runtime,
+    conn: AsyncConnection,
+    *,
+    destination_store_id: int,
+    key: str,
+    actor: str | None = None,
+    receiving_location: str | None = None,
+    settings: ConnectionSettings | None = None,
+    policy: KeyAttemptPolicy = KeyAttemptPolicy(),  # noqa: B008 (immutable)
+) -> ConnectionRecord:
+    """B2: a destination connects to a source by its unique key."""
+    actor = actor or f"store:{destination_store_id}"
+    now = rt.clock()
+    failures = (
+        await conn.execute(
+            select(key_attempts.c.at).where(
+                key_attempts.c.actor == actor,
+                key_attempts.c.success.is_(False),
+                key_attempts.c.at > now - policy.window,
+            )
+        )
+    ).all()
+    wait = policy.retry_after([_aware(r[0]) for r in failures], now)
+    if wait is not None:
+        raise RateLimitedError(
+            f"too many wrong keys; try again in {int(wait.total_seconds()) + 1} seconds", wait
+        )
+    dest = await load_store(conn, destination_store_id)
+    if dest is None or dest.status != "active":
+        raise StoreError("the destination store is not installed")
+    if not dest.is_destination:
+        raise StoreError(f"{dest.name} is installed as a source; only a destination connects")
+    source_row = (
+        (await conn.execute(select(stores.c.id).where(stores.c.key_hash == key_hash(key)))).first()
+        if looks_like_key(key)
+        else None
+    )
+    if source_row is None:
+        await conn.execute(key_attempts.insert().values(actor=actor, at=now, success=False))
+        raise StoreError(
+            "this key does not match any source store; check it on the source's dashboard "
+            "(it may have been rotated)"
+        )
+    source = await load_store(conn, source_row[0])
+    assert source is not None
+    if source.status != "active":
+        raise StoreError(f"{source.name} is not active")
+    edges = [
+        (r[0], r[1])
+        for r in await conn.execute(
+            select(connections.c.source_store_id, connections.c.destination_store_id).where(
+                connections.c.status.in_(("active", "paused"))
+            )
+        )
+    ]
+    check_connect(edges, source.id, dest.id)
+    existing = (
+        await conn.execute(
+            select(connections.c.id, connections.c.status).where(
+                connections.c.source_store_id == source.id,
+                connections.c.destination_store_id == dest.id,
+            )
+        )
+    ).first()
+    data = (settings or ConnectionSettings()).to_json()
+    if existing is not None:
+        if existing[1] in ("active", "paused"):
+            raise StoreError(f"{dest.name} is already connected to {source.name}")
+        await conn.execute(
+            update(connections)
+            .where(connections.c.id == existing[0])
+            .values(status="active", disconnected_at=None, receiving_location=receiving_location)
+        )
+        connection_id = existing[0]
+    else:
+        connection_id = (
+            await conn.execute(
+                connections.insert()
+                .values(
+                    source_store_id=source.id,
+                    destination_store_id=dest.id,
+                    status="active",
+                    receiving_location=receiving_location,
+                    settings=data,
+                    created_at=now,
+                )
+                .returning(connections.c.id)
+            )
+        ).scalar_one()
+    await conn.execute(key_attempts.insert().values(actor=actor, at=now, success=True))
+    for store_id, text in (
+        (dest.id, f"connected to {source.name}"),
+        (source.id, f"{dest.name} connected"),
+    ):
+        await activity.record(conn, store_id=store_id, level="info", kind="connected", message=text)
+    record = await load_connection(conn, connection_id)
+    assert record is not None
+    return record
+
+
+def _aware(value: datetime) -> datetime:
+    """SQLite returns naive datetimes; they are stored in UTC."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+async def disconnect(
+    conn: AsyncConnection, connection_id: int, *, by_store_id: int | None = None
+) -> None:
+    """B4: the destination keeps its products as ordinary unlinked products."""
+    record = await load_connection(conn, connection_id)
+    if record is None:
+        raise StoreError("no such connection")
+    await conn.execute(
+        update(connections)
+        .where(connections.c.id == connection_id)
+        .values(status="disconnected", disconnected_at=func.now())
+    )
+    await conn.execute(
+        update(variant_links)
+        .where(variant_links.c.connection_id == connection_id)
+        .values(status="unlinked")
+    )
+    await conn.execute(
+        update(product_links)
+        .where(product_links.c.connection_id == connection_id)
+        .values(status="unlinked")
+    )
+    for store_id in (record.source_store_id, record.destination_store_id):
+        await activity.record(
+            conn,
+            store_id=store_id,
+            level="info",
+            kind="disconnected",
+            message="connection ended; the destination keeps its products, unlinked",
+            details={"connection_id": connection_id, "by_store_id": by_store_id},
+        )
+
+
+async def set_connection_paused(
+    rt: Runtime, conn: AsyncConnection, connection_id: int, paused: bool
+) -> None:
+    """B4: pausing stops writes and order counting; resuming re-syncs every variant."""
+    record = await load_connection(conn, connection_id)
+    if record is None or record.status not in ("active", "paused"):
+        raise StoreError("only an active or paused connection can be paused or resumed")
+    await conn.execute(
+        update(connections)
+        .where(connections.c.id == connection_id)
+        .values(status="paused" if paused else "active")
+    )
+    if not paused:
+        links = (
+            await conn.execute(
+                select(variant_links.c.id).where(
+                    variant_links.c.connection_id == connection_id,
+                    variant_links.c.status == "active",
+                )
+            )
+        ).all()
+        await mark_pending(
+            rt,
+            conn,
+            [(connection_id, r[0], record.destination_store_id) for r in links],
+            force_read=True,
+        )
+    await activity.record(
+        conn,
+        store_id=record.destination_store_id,
+        level="info",
+        kind="paused" if paused else "resumed",
+        message="sync paused" if paused else "sync resumed",
+        details={"connection_id": connection_id},
+    )
+
+
+async def set_product_paused(
+    rt: Runtime, conn: AsyncConnection, product_link_id: int, paused: bool
+) -> None:
+    row = (
+        await conn.execute(
+            select(product_links.c.connection_id, product_links.c.status).where(
+                product_links.c.id == product_link_id
+            )
+        )
+    ).first()
+    if row is None or row[1] not in ("active", "paused"):
+        raise StoreError("only a linked product can be paused or resumed")
+    await conn.execute(
+        update(product_links)
+        .where(product_links.c.id == product_link_id)
+        .values(status="paused" if paused else "active")
+    )
+    if not paused:
+        record = await load_connection(conn, row[0])
+        assert record is not None
+        links = (
+            await conn.execute(
+                select(variant_links.c.id).where(
+                    variant_links.c.product_link_id == product_link_id,
+                    variant_links.c.status == "active",
+                )
+            )
+        ).all()
+        await mark_pending(
+            rt, conn, [(row[0], r[0], record.destination_store_id) for r in links], force_read=True
+        )
+
+
+async def unlink_product(conn: AsyncConnection, product_link_id: int) -> None:
+    await conn.execute(
+        update(product_links).where(product_links.c.id == product_link_id).values(status="unlinked")
+    )
+    await conn.execute(
+        update(variant_links)
+        .where(variant_links.c.product_link_id == product_link_id)
+        .values(status="unlinked")
+    )
+
+
+async def purge_key_attempts(conn: AsyncConnection, older_than: timedelta) -> None:
+    await conn.execute(
+        delete(key_attempts).where(key_attempts.c.at < activity.utcnow() - older_than)
+    )

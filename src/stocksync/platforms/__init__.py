@@ -1,0 +1,1 @@
+"""Store platform adapters: each turns one platform's API into the domain's ``StorePlatform``."""

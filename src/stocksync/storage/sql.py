@@ -1,0 +1,58 @@
+"""Portable statements that differ by dialect: insert-or-ignore and upsert."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import Table
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.dml import Insert
+
+
+def _insert(conn: AsyncConnection, table: Table) -> Any:
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+async def insert_ignore(
+    conn: AsyncConnection,
+    table: Table,
+    values: Mapping[str, Any],
+    conflict: Sequence[str],
+    returning: Sequence[str] = (),
+) -> Any | None:
+    """Insert a row unless one with the same ``conflict`` key exists.
+
+    Returns the requested ``returning`` row (or True) when inserted, None when it existed.
+    The conflict never aborts the surrounding transaction."""
+    stmt = _insert(conn, table).values(**values).on_conflict_do_nothing(index_elements=conflict)
+    if returning:
+        stmt = stmt.returning(*(table.c[name] for name in returning))
+        return (await conn.execute(stmt)).first()
+    result = await conn.execute(stmt)
+    return True if result.rowcount else None
+
+
+async def upsert(
+    conn: AsyncConnection,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    conflict: Sequence[str],
+    update: Mapping[str, Any],
+) -> None:
+    """Insert ``rows``; on conflict apply ``update`` (column -> value or expression, where
+    ``excluded(name)`` refers to the proposed row)."""
+    if not rows:
+        return
+    stmt: Insert = _insert(conn, table).values(list(rows))
+    resolved = {k: (v(stmt) if callable(v) else v) for k, v in update.items()}
+    stmt = stmt.on_conflict_do_update(index_elements=conflict, set_=resolved)  # type: ignore[attr-defined]
+    await conn.execute(stmt)
+
+
+def excluded(name: str) -> Any:
+    """Refer to the proposed row's column in an :func:`upsert` update."""
+    return lambda stmt: stmt.excluded[name]
