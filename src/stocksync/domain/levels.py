@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-
 # Shopify refuses quantities beyond one billion; anything larger is bad input, not stock.
 MAX_QUANTITY = 1_000_000_000
 

@@ -372,9 +372,7 @@ async def _write_with_cas(
                 observed[i] = now_level
                 del todo[i]
     if todo:
-        raise StaleLevelsError(
-            f"{len(todo)} levels kept changing during the write; will retry"
-        )
+        raise StaleLevelsError(f"{len(todo)} levels kept changing during the write; will retry")
     return written, observed
 
 
@@ -417,9 +415,7 @@ async def flush_destination(rt: Runtime, connection_id: int) -> int:
                 rows = await conn.execute(
                     select(variant_links.c.source_item_id).where(variant_links.c.id.in_(ids))
                 )
-                await mark_source_dirty(
-                    rt, conn, connection.source_store_id, [r[0] for r in rows]
-                )
+                await mark_source_dirty(rt, conn, connection.source_store_id, [r[0] for r in rows])
         buffer = connection.settings.safety_buffer
         work = [p for p in pending if p.active and p.source_level is not None]
         targets = {p.item_id: destination_level(p.source_level or 0, buffer) for p in work}
@@ -531,7 +527,11 @@ async def flush_destination(rt: Runtime, connection_id: int) -> int:
 
 
 async def mark_destination_drift(
-    rt: Runtime, conn: AsyncConnection, store_id: int, item_id: str, location_id: str,
+    rt: Runtime,
+    conn: AsyncConnection,
+    store_id: int,
+    item_id: str,
+    location_id: str,
     reported: int | None,
 ) -> str:
     """A destination's level changed. Our own write coming back (an echo) is recognised by

@@ -221,9 +221,7 @@ async def apply_snapshot(
             link_id, _src, _item = lines[change.line_id]
             dest_item = (
                 await conn.execute(
-                    select(variant_links.c.destination_item_id).where(
-                        variant_links.c.id == link_id
-                    )
+                    select(variant_links.c.destination_item_id).where(variant_links.c.id == link_id)
                 )
             ).scalar_one()
             try:
@@ -403,9 +401,7 @@ async def process_event(rt: Runtime, inbox_id: int) -> None:
             snapshot = await rt.platforms(store).get_order(event.order_id)
     crash.point("order.after_fetch")
     async with rt.db.begin() as conn:
-        status = (
-            await conn.execute(select(inbox.c.status).where(inbox.c.id == inbox_id))
-        ).scalar()
+        status = (await conn.execute(select(inbox.c.status).where(inbox.c.id == inbox_id))).scalar()
         if status != "pending":
             return
         if snapshot is not None:
@@ -538,4 +534,3 @@ async def _remember_sale_location(conn: AsyncConnection, ledger_id: int, locatio
         )
         .values(source_location=location)
     )
-

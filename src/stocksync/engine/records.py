@@ -78,16 +78,12 @@ async def load_store(conn: AsyncConnection, store_id: int) -> StoreRecord | None
 async def find_store(conn: AsyncConnection, platform: str, external_id: str) -> StoreRecord | None:
     row = (
         await conn.execute(
-            select(stores).where(
-                stores.c.platform == platform, stores.c.external_id == external_id
-            )
+            select(stores).where(stores.c.platform == platform, stores.c.external_id == external_id)
         )
     ).first()
     return StoreRecord.from_row(row) if row else None
 
 
 async def load_connection(conn: AsyncConnection, connection_id: int) -> ConnectionRecord | None:
-    row = (
-        await conn.execute(select(connections).where(connections.c.id == connection_id))
-    ).first()
+    row = (await conn.execute(select(connections).where(connections.c.id == connection_id))).first()
     return ConnectionRecord.from_row(row) if row else None

@@ -195,9 +195,7 @@ async def rotate_key(rt: Runtime, conn: AsyncConnection, vault: Vault, store_id:
     await conn.execute(
         update(stores)
         .where(stores.c.id == store_id)
-        .values(
-            key_hash=key_hash(key), key_encrypted=vault.encrypt(key), key_rotated_at=rt.clock()
-        )
+        .values(key_hash=key_hash(key), key_encrypted=vault.encrypt(key), key_rotated_at=rt.clock())
     )
     await activity.record(
         conn, store_id=store_id, level="info", kind="key_rotated", message="unique key rotated"

@@ -189,9 +189,9 @@ class EmbeddedJobQueue:
             .on_conflict_do_nothing(
                 index_elements=[jobs.c.queueing_lock], index_where=text("status = 'todo'")
             )
+            .returning(jobs.c.id)
         )
-        result = await conn.execute(stmt)
-        if result.rowcount != 1:
+        if (await conn.execute(stmt)).scalar_one_or_none() is None:
             return False
         # The caller has not committed yet, so a worker woken now may miss the job; it then
         # finds it at its next poll, one short interval later.
@@ -237,7 +237,9 @@ class EmbeddedJobQueue:
 
     async def _serialise_fetch(self, conn: AsyncConnection) -> None:
         if not is_sqlite(conn):
-            await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_FETCH_LOCK_KEY})
+            await conn.execute(
+                text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_FETCH_LOCK_KEY}
+            )
 
     async def fetch(self, worker: str) -> _Job | None:
         """Take the next runnable job for ``worker`` (marked doing, leased), or None."""
@@ -589,7 +591,7 @@ class EmbeddedJobQueue:
     async def drain(
         self,
         registry: TaskRegistry,
-        timeout: float = 30.0,
+        timeout: float = 30.0,  # noqa: ASYNC109 - a deadline is what drain is called with
         *,
         concurrency: int = 1,
     ) -> None:

@@ -92,7 +92,11 @@ class JobQueue(Protocol):
         ...
 
     async def drain(
-        self, registry: TaskRegistry, timeout: float = 30.0, *, concurrency: int = 1
+        self,
+        registry: TaskRegistry,
+        timeout: float = 30.0,  # noqa: ASYNC109 - a deadline is what drain is called with
+        *,
+        concurrency: int = 1,
     ) -> None:
         """Run jobs until the queue is quiet, or raise ``TimeoutError`` after ``timeout``.
 

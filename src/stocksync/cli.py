@@ -1,0 +1,139 @@
+"""The ``stocksync`` command. It parses arguments and calls the engine; nothing more."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+
+from stocksync.config import Settings
+
+app = typer.Typer(
+    help="stocksync: keeps products and inventory in sync across online stores.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+console = Console()
+err = Console(stderr=True)
+
+
+def load_settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        err.print("[red]Configuration error[/red] (environment variables STOCKSYNC_*):")
+        for problem in exc.errors():
+            name = "STOCKSYNC_" + "_".join(str(p) for p in problem["loc"]).upper()
+            err.print(f"  {name}: {problem['msg']}")
+        raise typer.Exit(2) from None
+
+
+def redact(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the database to the latest schema."""
+    from stocksync.storage.migrate import head_revision, upgrade
+
+    settings = load_settings()
+    url = settings.resolved_database_url
+    try:
+        upgrade(url)
+    except Exception as exc:  # reported plainly, with the database named
+        err.print(f"[red]Migration failed[/red] on {redact(url)}: {exc}")
+        raise typer.Exit(1) from None
+    console.print(f"Database {redact(url)} is at migration head {head_revision()}.")
+
+
+@app.command()
+def doctor() -> None:
+    """Check the database, the job queue and the migrations; exit non-zero on a problem."""
+    from stocksync.doctor import run_doctor
+
+    settings = load_settings()
+    problems = asyncio.run(run_doctor(settings, console))
+    if problems:
+        for problem in problems:
+            err.print(f"[red]problem:[/red] {problem}")
+        raise typer.Exit(1)
+    console.print("[green]All checks passed.[/green]")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    worker: Annotated[
+        bool, typer.Option("--worker/--no-worker", help="Run a job worker in this process.")
+    ] = True,
+) -> None:
+    """Run the web app (webhooks, API, dashboard), by default with an embedded worker."""
+    import uvicorn
+
+    from stocksync.bootstrap import build_app
+    from stocksync.web.app import create_web_app
+
+    settings = load_settings()
+    web = create_web_app(build_app(settings), embedded_worker=worker)
+    uvicorn.run(web, host=host, port=port, log_level="warning")
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[int, typer.Option(help="Jobs run at once.")] = 4,
+) -> None:
+    """Run a job worker until interrupted."""
+    from stocksync.bootstrap import build_app
+    from stocksync.engine.tasks import build_registry
+
+    settings = load_settings()
+
+    async def main() -> None:
+        built = build_app(settings)
+        try:
+            await built.runtime.queue.run_worker(
+                build_registry(built.runtime), concurrency=concurrency, name="worker"
+            )
+        finally:
+            await built.close()
+
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        console.print("worker stopped")
+
+
+@app.command()
+def demo(
+    once: Annotated[
+        bool, typer.Option("--once", help="Exit after convergence (non-zero if none in 60 s).")
+    ] = False,
+    seed: Annotated[int, typer.Option(help="Seed of the simulated day.")] = 7,
+) -> None:
+    """Show stores staying in sync through a simulated day of merchant activity."""
+    from stocksync.demo import run_demo
+
+    sys.exit(asyncio.run(run_demo(console, once=once, seed=seed)))
+
+
+def _mount_optional() -> None:
+    try:
+        from stocksync.sandbox.cli import sandbox_command
+    except ImportError:  # the sandbox package is optional at import time
+        return
+    app.command("sandbox")(sandbox_command)
+
+
+_mount_optional()
+
+
+def main() -> None:
+    app()

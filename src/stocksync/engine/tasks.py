@@ -1,0 +1,38 @@
+"""The engine's job handlers, registered under their task names."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stocksync.engine import schedule
+from stocksync.engine.inventory import flush_destination, refresh_source
+from stocksync.engine.orders import apply_ledger, process_event
+from stocksync.engine.reconcile import reconcile_source
+from stocksync.engine.runtime import Runtime
+from stocksync.jobs.queue import JobContext, TaskRegistry
+
+
+def build_registry(rt: Runtime) -> TaskRegistry:
+    registry = TaskRegistry()
+
+    async def refresh(_ctx: JobContext, args: dict[str, Any]) -> None:
+        await refresh_source(rt, int(args["store_id"]))
+
+    async def flush(_ctx: JobContext, args: dict[str, Any]) -> None:
+        await flush_destination(rt, int(args["connection_id"]))
+
+    async def process(_ctx: JobContext, args: dict[str, Any]) -> None:
+        await process_event(rt, int(args["inbox_id"]))
+
+    async def apply(_ctx: JobContext, args: dict[str, Any]) -> None:
+        await apply_ledger(rt, int(args["store_id"]))
+
+    async def reconcile(_ctx: JobContext, args: dict[str, Any]) -> None:
+        await reconcile_source(rt, int(args["store_id"]))
+
+    registry.register(schedule.REFRESH_SOURCE, refresh)
+    registry.register(schedule.FLUSH_DESTINATION, flush)
+    registry.register(schedule.PROCESS_EVENT, process)
+    registry.register(schedule.APPLY_LEDGER, apply)
+    registry.register(schedule.RECONCILE, reconcile)
+    return registry

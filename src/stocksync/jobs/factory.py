@@ -1,0 +1,29 @@
+"""Choosing the job queue backend from the database URL."""
+
+from __future__ import annotations
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from stocksync.config import Settings, async_url
+from stocksync.jobs.embedded import EmbeddedJobQueue
+from stocksync.jobs.pg import ProcrastinateJobQueue
+from stocksync.jobs.queue import JobQueue
+
+
+def is_postgres_url(database_url: str) -> bool:
+    return make_url(async_url(database_url)).get_backend_name() == "postgresql"
+
+
+def make_job_queue(
+    engine: AsyncEngine, database_url: str, settings: Settings | None = None
+) -> JobQueue:
+    """procrastinate on PostgreSQL, the embedded queue on anything else (SQLite).
+
+    ``settings`` supplies the lease and the attempt budget; without it, the defaults.
+    """
+    max_attempts = settings.job_max_attempts if settings is not None else 8
+    if is_postgres_url(database_url):
+        return ProcrastinateJobQueue(engine, database_url, max_attempts=max_attempts)
+    lease_seconds = settings.job_lease_seconds if settings is not None else 30.0
+    return EmbeddedJobQueue(engine, lease_seconds=lease_seconds, max_attempts=max_attempts)

@@ -1,0 +1,1 @@
+"""GraphQL resolvers, registered per (type, field) and bound onto the sandbox's schemas."""

@@ -1,0 +1,1 @@
+"""The HTTP face of stocksync: health, metrics, webhook receivers, REST API and dashboard."""

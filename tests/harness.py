@@ -1,0 +1,142 @@
+"""An engine wired to the in-memory platform on a real database, for integration tests.
+
+The world's webhooks stay in its outbox until the test delivers them, so a test decides about
+duplicates, reordering and loss. ``settle`` delivers and runs jobs until nothing is left."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from cryptography.fernet import Fernet
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from stocksync.domain.connection import ConnectionSettings
+from stocksync.engine.ingest import IngestResult, ingest, payload_of
+from stocksync.engine.records import ConnectionRecord, StoreRecord
+from stocksync.engine.runtime import Runtime
+from stocksync.engine.stores import connect, install_store, set_locations
+from stocksync.engine.tasks import build_registry
+from stocksync.jobs.embedded import EmbeddedJobQueue
+from stocksync.jobs.pg import ProcrastinateJobQueue, ensure_procrastinate_schema
+from stocksync.jobs.queue import JobQueue, TaskRegistry
+from stocksync.platforms.memory import Delivery, MemoryStore, MemoryWorld
+from stocksync.storage.crypto import Vault
+from stocksync.storage.db import create_engine
+from stocksync.storage.schema import create_all
+
+
+async def make_queue(db: AsyncEngine, url: str) -> JobQueue:
+    if db.dialect.name == "postgresql":
+        await ensure_procrastinate_schema(db)
+        return ProcrastinateJobQueue(
+            db,
+            url,
+            max_attempts=8,
+            poll_interval=0.02,
+            heartbeat_interval=0.5,
+            stalled_worker_timeout=2.0,
+            drain_horizon=0.5,
+        )
+    return EmbeddedJobQueue(db, poll_interval=0.01, lease_seconds=5.0, drain_horizon=0.5)
+
+
+@dataclass
+class Harness:
+    world: MemoryWorld
+    db: AsyncEngine
+    rt: Runtime
+    registry: TaskRegistry
+    vault: Vault
+    stores: dict[str, StoreRecord] = field(default_factory=dict)
+    connections: dict[str, ConnectionRecord] = field(default_factory=dict)
+
+    @classmethod
+    async def create(cls, url: str, *, batch_size: int = 250) -> Harness:
+        db = create_engine(url)
+        await create_all(db)
+        world = MemoryWorld()
+        queue = await make_queue(db, url)
+        rt = Runtime(
+            db=db,
+            queue=queue,
+            platforms=lambda store: world.platform(store.external_id),
+            batch_size=batch_size,
+            debounce=timedelta(0),
+        )
+        return cls(world, db, rt, build_registry(rt), Vault([Fernet.generate_key().decode()]))
+
+    async def close(self) -> None:
+        await self.db.dispose()
+
+    def shop(self, name: str) -> MemoryStore:
+        return self.world.platform(name)
+
+    async def add_store(self, name: str, role: str, **kw: object) -> StoreRecord:
+        shop = self.world.add_store(name)
+        async with self.db.begin() as conn:
+            store, _key = await install_store(
+                self.rt,
+                conn,
+                vault=self.vault,
+                platform="memory",
+                external_id=name,
+                role=role,
+                **kw,  # type: ignore[arg-type]
+            )
+            await set_locations(conn, store.id, await shop.list_locations())
+        self.stores[name] = store
+        return store
+
+    async def connect(
+        self, destination: str, source: str, settings: ConnectionSettings | None = None
+    ) -> ConnectionRecord:
+        from stocksync.engine.stores import show_key
+
+        async with self.db.begin() as conn:
+            key = await show_key(conn, self.vault, self.stores[source].id)
+            record = await connect(
+                self.rt,
+                conn,
+                destination_store_id=self.stores[destination].id,
+                key=key,
+                receiving_location=self.shop(destination).primary_location_id,
+                settings=settings,
+            )
+        self.connections[destination] = record
+        return record
+
+    async def deliver(self, deliveries: Sequence[Delivery]) -> list[IngestResult]:
+        results = []
+        for d in deliveries:
+            results.append(
+                await ingest(
+                    self.rt,
+                    platform="memory",
+                    store_ref=d.store_ref,
+                    event_id=d.event_id,
+                    topic=d.topic,
+                    event=d.event,
+                    payload=payload_of(d.event),
+                )
+            )
+        return results
+
+    async def drain(self, timeout: float = 60.0) -> None:
+        await self.rt.queue.drain(self.registry, timeout)  # type: ignore[attr-defined]
+
+    async def settle(self, rounds: int = 50) -> None:
+        """Deliver every webhook and run every job until the world is quiet."""
+        for _ in range(rounds):
+            await self.drain()
+            pending = self.world.take_outbox()
+            if not pending:
+                return
+            await self.deliver(pending)
+        raise AssertionError(f"not quiet after {rounds} rounds of deliveries")
+
+    def level(self, store: str, sku: str) -> int | None:
+        shop = self.shop(store)
+        variant = shop.variant_by_sku(sku)
+        return shop.level(variant.item_id, shop.primary_location_id)
