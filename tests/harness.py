@@ -5,6 +5,7 @@ duplicates, reordering and loss. ``settle`` delivers and runs jobs until nothing
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -21,25 +22,55 @@ from stocksync.engine.tasks import build_registry
 from stocksync.jobs.embedded import EmbeddedJobQueue
 from stocksync.jobs.pg import ProcrastinateJobQueue, ensure_procrastinate_schema
 from stocksync.jobs.queue import JobQueue, TaskRegistry
+from stocksync.jobs.retry import ExponentialBackoff
 from stocksync.platforms.memory import Delivery, MemoryStore, MemoryWorld
 from stocksync.storage.crypto import Vault
 from stocksync.storage.db import create_engine
 from stocksync.storage.schema import create_all
 
 
-async def make_queue(db: AsyncEngine, url: str) -> JobQueue:
+def quick_backoff() -> ExponentialBackoff:
+    # Retries within milliseconds, so that a drain sees them; seeded for reproducible runs.
+    return ExponentialBackoff(base=0.005, cap=0.04, rng=random.Random(1))
+
+
+async def make_queue(db: AsyncEngine, url: str, max_attempts: int = 25) -> JobQueue:
     if db.dialect.name == "postgresql":
         await ensure_procrastinate_schema(db)
         return ProcrastinateJobQueue(
             db,
             url,
-            max_attempts=8,
+            max_attempts=max_attempts,
+            backoff=quick_backoff(),
             poll_interval=0.02,
             heartbeat_interval=0.5,
             stalled_worker_timeout=2.0,
             drain_horizon=0.5,
         )
-    return EmbeddedJobQueue(db, poll_interval=0.01, lease_seconds=5.0, drain_horizon=0.5)
+    return EmbeddedJobQueue(
+        db,
+        poll_interval=0.01,
+        lease_seconds=5.0,
+        drain_horizon=0.5,
+        max_attempts=max_attempts,
+        backoff=quick_backoff(),
+    )
+
+
+async def truncate_all(db: AsyncEngine) -> None:
+    """Empty every table (faster than a new database for each of many examples)."""
+    from sqlalchemy import text
+
+    from stocksync.storage.tables import metadata
+
+    async with db.begin() as conn:
+        if db.dialect.name == "postgresql":
+            names = ", ".join(t.name for t in metadata.sorted_tables)
+            await conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+            await conn.execute(text("TRUNCATE procrastinate_jobs RESTART IDENTITY CASCADE"))
+        else:
+            for table in reversed(metadata.sorted_tables):
+                await conn.execute(table.delete())
 
 
 @dataclass
@@ -53,11 +84,13 @@ class Harness:
     connections: dict[str, ConnectionRecord] = field(default_factory=dict)
 
     @classmethod
-    async def create(cls, url: str, *, batch_size: int = 250) -> Harness:
+    async def create(cls, url: str, *, batch_size: int = 250, fresh: bool = False) -> Harness:
         db = create_engine(url)
         await create_all(db)
         world = MemoryWorld()
         queue = await make_queue(db, url)
+        if fresh:
+            await truncate_all(db)
         rt = Runtime(
             db=db,
             queue=queue,

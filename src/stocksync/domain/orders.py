@@ -28,9 +28,15 @@ KNOWN_STATUSES = ALWAYS_COUNTED | {
 def is_counted_status(financial_status: str, settings: ConnectionSettings) -> bool:
     """Whether an order first seen in ``financial_status`` counts now.
 
-    ``voided`` and ``expired`` never start a count: an order first seen voided was cancelled
-    before we knew it, and its cancellation gives back what it claimed."""
+    An order first seen ``voided`` was cancelled before we saw it (its earlier webhooks lost).
+    It was pending or authorized before; it counts when both of those count, since then it
+    certainly passed through a counted state and its cancellation's restock will give the units
+    back. ``expired`` is reached only from ``authorized``."""
     status = financial_status.strip().lower()
+    if status == "voided":
+        return settings.count_authorized and settings.count_pending
+    if status == "expired":
+        return settings.count_authorized
     if status in ALWAYS_COUNTED:
         return True
     if status == "authorized":

@@ -40,6 +40,7 @@ from stocksync.storage.tables import (
     order_lines,
     orders_seen,
     product_links,
+    store_cursors,
     variant_links,
 )
 
@@ -418,6 +419,58 @@ async def _finish(conn: AsyncConnection, inbox_id: int, status: str, error: str 
         .where(inbox.c.id == inbox_id)
         .values(status=status, error=error, processed_at=activity.utcnow())
     )
+
+
+# --- orders whose webhooks never came ----------------------------------------------------------
+
+BACKFILL_CURSOR = "orders_version"
+
+
+async def sync_order(rt: Runtime, store_id: int, order_id: str) -> None:
+    """Apply an order's current state, as the platform reports it now."""
+    async with rt.db.begin() as conn:
+        store = await load_store(conn, store_id)
+    if store is None or store.status != "active":
+        return
+    snapshot = await rt.platforms(store).get_order(order_id)
+    crash.point("order.after_fetch")
+    if snapshot is None:
+        return
+    async with rt.db.begin() as conn:
+        await apply_snapshot(rt, conn, store, snapshot)
+        crash.point("order.before_commit")
+
+
+async def backfill_orders(rt: Runtime, store_id: int) -> int:
+    """B17: poll orders changed since the last one seen, so that an order whose webhooks were
+    lost is still counted, exactly once (each is applied by ``sync_order`` under its order's
+    lock, target-based, so one already counted changes nothing). Returns orders scheduled."""
+    async with rt.db.begin() as conn:
+        store = await load_store(conn, store_id)
+        cursor = (
+            await conn.execute(
+                select(store_cursors.c.value).where(
+                    store_cursors.c.store_id == store_id,
+                    store_cursors.c.name == BACKFILL_CURSOR,
+                )
+            )
+        ).scalar()
+    if store is None or store.status != "active" or not store.is_destination:
+        return 0
+    changed = await rt.platforms(store).orders_changed_since(cursor)
+    if not changed:
+        return 0
+    async with rt.db.begin() as conn:
+        for snapshot in changed:
+            await schedule.sync_order(rt, conn, store_id, snapshot.id)
+        await upsert(
+            conn,
+            store_cursors,
+            [{"store_id": store_id, "name": BACKFILL_CURSOR, "value": changed[-1].version}],
+            conflict=("store_id", "name"),
+            update={"value": changed[-1].version},
+        )
+    return len(changed)
 
 
 # --- applying the ledger to the root source ---------------------------------------------------

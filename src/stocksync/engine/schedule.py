@@ -15,6 +15,8 @@ FLUSH_DESTINATION = "flush_destination"
 PROCESS_EVENT = "process_event"
 APPLY_LEDGER = "apply_ledger"
 RECONCILE = "reconcile"
+SYNC_ORDER = "sync_order"
+BACKFILL_ORDERS = "backfill_orders"
 
 
 async def refresh_source(rt: Runtime, conn: AsyncConnection, store_id: int) -> None:
@@ -72,4 +74,25 @@ async def reconcile(rt: Runtime, conn: AsyncConnection, source_store_id: int) ->
         {"store_id": source_store_id},
         lock=f"refresh:{source_store_id}",
         queueing_lock=f"reconcile:{source_store_id}",
+    )
+
+
+async def sync_order(rt: Runtime, conn: AsyncConnection, store_id: int, order_id: str) -> None:
+    """Read one order's current state from its platform and apply it."""
+    await rt.queue.enqueue(
+        conn,
+        SYNC_ORDER,
+        {"store_id": store_id, "order_id": order_id},
+        lock=f"order:{store_id}:{order_id}",
+        queueing_lock=f"sync-order:{store_id}:{order_id}",
+    )
+
+
+async def backfill_orders(rt: Runtime, conn: AsyncConnection, store_id: int) -> None:
+    await rt.queue.enqueue(
+        conn,
+        BACKFILL_ORDERS,
+        {"store_id": store_id},
+        lock=f"backfill:{store_id}",
+        queueing_lock=f"backfill:{store_id}",
     )

@@ -6,7 +6,7 @@ from typing import Any
 
 from stocksync.engine import schedule
 from stocksync.engine.inventory import flush_destination, refresh_source
-from stocksync.engine.orders import apply_ledger, process_event
+from stocksync.engine.orders import apply_ledger, backfill_orders, process_event, sync_order
 from stocksync.engine.reconcile import reconcile_source
 from stocksync.engine.runtime import Runtime
 from stocksync.jobs.queue import JobContext, TaskRegistry
@@ -30,6 +30,14 @@ def build_registry(rt: Runtime) -> TaskRegistry:
     async def reconcile(_ctx: JobContext, args: dict[str, Any]) -> None:
         await reconcile_source(rt, int(args["store_id"]))
 
+    async def order(_ctx: JobContext, args: dict[str, Any]) -> None:
+        await sync_order(rt, int(args["store_id"]), str(args["order_id"]))
+
+    async def backfill(_ctx: JobContext, args: dict[str, Any]) -> None:
+        await backfill_orders(rt, int(args["store_id"]))
+
+    registry.register(schedule.SYNC_ORDER, order)
+    registry.register(schedule.BACKFILL_ORDERS, backfill)
     registry.register(schedule.REFRESH_SOURCE, refresh)
     registry.register(schedule.FLUSH_DESTINATION, flush)
     registry.register(schedule.PROCESS_EVENT, process)

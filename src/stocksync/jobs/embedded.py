@@ -352,7 +352,6 @@ class EmbeddedJobQueue:
                         status="todo",
                         scheduled_at=now + delay,
                         lease_until=None,
-                        queueing_lock=None,
                         last_error=error,
                     )
                 )

@@ -49,6 +49,7 @@ Decisions worth knowing (each mirrors Shopify unless said otherwise):
 
 from __future__ import annotations
 
+import asyncio
 import random
 import threading
 from collections import Counter
@@ -248,14 +249,17 @@ class StoreFaults:
     ) -> None:
         """Make the next ``count`` calls (of ``method``, or any) fail with ``kind``.
 
-        For ``race``, ``delta`` is the concurrent change and ``item_id`` picks the level to
-        change (default: the first stocked one the read returned)."""
+        For ``race`` (which always follows a ``read_levels``; ``method`` does not apply),
+        ``delta`` is the concurrent change and ``item_id`` picks the level to change (default:
+        the first stocked one the read returned)."""
         if kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {kind!r}")
         if method is not None and method not in API_METHODS:
             raise ValueError(f"unknown API method {method!r}")
         if count < 1:
             raise ValueError("count must be at least 1")
+        if kind == "race":
+            method = None
         self._armed.append(_Armed(kind, count, method, retry_after, delta, item_id))
 
     def set_rates(
@@ -304,7 +308,7 @@ class StoreFaults:
             return armed.kind, armed.retry_after
         if self._rates and (self._rate_methods is None or method in self._rate_methods):
             for kind in _CALL_FAULTS:
-                # one draw per kind per call, always, so a run replays exactly from its seed
+                # draws in a fixed order per call, so a seed replays a run exactly
                 if self._rng.random() < self._rates.get(kind, 0.0):
                     return kind, self._rate_retry_after
         return None
@@ -342,15 +346,21 @@ class MemoryWorld:
         clock: Callable[[], datetime] | None = None,
         *,
         max_batch: int = DEFAULT_MAX_BATCH,
+        yield_on_call: bool = False,
     ) -> None:
         self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))
         self.max_batch = max_batch
+        # A real call suspends the caller while it travels; with this on, every API call
+        # yields to the event loop first, so concurrent engine tasks interleave between a
+        # read and the write that follows it, as they would against a real platform.
+        self.yield_on_call = yield_on_call
         self.lock = threading.RLock()
         self.stores: dict[str, MemoryStore] = {}
         self._outbox: list[Delivery] = []
         self._subscribers: list[Callable[[Delivery], None]] = []
         self._next_id = _FIRST_ID
         self._next_event = 1
+        self._stamp: tuple[datetime | None, str] = (None, "")
 
     def add_store(
         self, external_id: str, locations: Sequence[str] = ("Main warehouse",)
@@ -414,9 +424,10 @@ class MemoryWorld:
 
     def emit(self, store_ref: str, topic: str, event: InboundEvent) -> None:
         with self.lock:
-            delivery = Delivery(
-                store_ref, f"evt-{self._next_event}", topic, event, format_version(self.now())
-            )
+            instant = self.now()
+            if instant != self._stamp[0]:  # a burst shares one instant: format it once
+                self._stamp = (instant, format_version(instant))
+            delivery = Delivery(store_ref, f"evt-{self._next_event}", topic, event, self._stamp[1])
             self._next_event += 1
             self._outbox.append(delivery)
             for callback in list(self._subscribers):
@@ -475,6 +486,10 @@ class _Order:
         return sum(rl.quantity for r in self.refunds for rl in r.lines if rl.line_id == line_id)
 
 
+def _by_version(order: _Order) -> str:
+    return order.version
+
+
 _PRODUCT_FIELDS = frozenset(f.name for f in fields(Product)) - {"id", "variants", "updated_at"}
 _VARIANT_FIELDS = frozenset(f.name for f in fields(Variant)) - {"id", "item_id"}
 
@@ -504,6 +519,7 @@ class MemoryStore:
     # === the StorePlatform port ===============================================================
 
     async def list_locations(self) -> list[PlatformLocation]:
+        await self._travel()
         with self.world.lock:
             lost = self._gate("list_locations")
             result = list(self._locations.values())
@@ -512,6 +528,7 @@ class MemoryStore:
     async def read_levels(
         self, item_ids: Sequence[str], location_ids: Sequence[str]
     ) -> dict[tuple[str, str], int | None]:
+        await self._travel()
         with self.world.lock:
             lost = self._gate("read_levels")
             result = {
@@ -523,6 +540,7 @@ class MemoryStore:
             return self._answer(lost, result)
 
     async def set_levels(self, writes: Sequence[LevelWrite]) -> SetOutcome:
+        await self._travel()
         with self.world.lock:
             self._run_pending_race()
             lost = self._gate("set_levels")
@@ -531,6 +549,7 @@ class MemoryStore:
     async def adjust_level(
         self, item_id: str, location_id: str, delta: int, idempotency_key: str
     ) -> None:
+        await self._travel()
         with self.world.lock:
             self._run_pending_race()
             lost = self._gate("adjust_level")
@@ -538,16 +557,19 @@ class MemoryStore:
             self._answer(lost, None)
 
     async def list_products(self) -> list[Product]:
+        await self._travel()
         with self.world.lock:
             lost = self._gate("list_products")
             return self._answer(lost, list(self._products.values()))
 
     async def get_product(self, product_id: str) -> Product | None:
+        await self._travel()
         with self.world.lock:
             lost = self._gate("get_product")
             return self._answer(lost, self._products.get(product_id))
 
     async def find_variants_by_sku(self, skus: Sequence[str]) -> dict[str, list[Variant]]:
+        await self._travel()
         with self.world.lock:
             lost = self._gate("find_variants_by_sku")
             wanted = set(skus)
@@ -559,18 +581,21 @@ class MemoryStore:
             return self._answer(lost, found)
 
     async def create_product(self, draft: ProductDraft) -> Product:
+        await self._travel()
         with self.world.lock:
             lost = self._gate("create_product")
             product = self._create(draft, available=0, location_ids=None)
             return self._answer(lost, product)
 
     async def get_order(self, order_id: str) -> OrderSnapshot | None:
+        await self._travel()
         with self.world.lock:
             lost = self._gate("get_order")
             order = self._orders.get(order_id)
             return self._answer(lost, self._snapshot(order) if order else None)
 
     async def orders_changed_since(self, since: str | None) -> list[OrderSnapshot]:
+        await self._travel()
         with self.world.lock:
             lost = self._gate("orders_changed_since")
             if since is not None:
@@ -580,7 +605,7 @@ class MemoryStore:
                     raise UserErrors(f"not an instant: {since!r}", ["INVALID_QUERY"]) from None
             changed = sorted(
                 (o for o in self._orders.values() if since is None or o.version > since),
-                key=lambda o: o.version,
+                key=_by_version,
             )
             return self._answer(lost, [self._snapshot(o) for o in changed])
 
@@ -623,6 +648,11 @@ class MemoryStore:
         """The current available quantity, ``None`` where not stocked (no call counted)."""
         with self.world.lock:
             return self._levels.get((item_id, location_id))
+
+    def all_levels(self) -> dict[tuple[str, str], int]:
+        """Every stocked (item, location) and its level (a test helper: no call counted)."""
+        with self.world.lock:
+            return dict(self._levels)
 
     def set_available(self, item_id: str, location_id: str, quantity: int) -> None:
         """A manual correction in the admin (activates the item there if needed)."""
@@ -907,6 +937,11 @@ class MemoryStore:
             self._emit(TOPIC_ORDER_UPDATED, OrderSeen(snapshot))
             return snapshot
 
+    def orders(self) -> list[OrderSnapshot]:
+        """Every order now, oldest version first (a test helper: no call counted, no fault)."""
+        with self.world.lock:
+            return [self._snapshot(o) for o in sorted(self._orders.values(), key=_by_version)]
+
     def order(self, order_id: str) -> OrderSnapshot:
         """The order now (a test helper: no call counted, no fault)."""
         with self.world.lock:
@@ -917,6 +952,10 @@ class MemoryStore:
             return self._order(order_id).location_id
 
     # === internals: API plumbing ==============================================================
+
+    async def _travel(self) -> None:
+        if self.world.yield_on_call:
+            await asyncio.sleep(0)  # a bare yield to the event loop; no time passes
 
     def _gate(self, method: str) -> bool:
         """Count the call and inject its fault; True when its response is to be lost."""

@@ -283,6 +283,15 @@ activity_log = Table(
     Index("ix_activity_store_at", "store_id", "at"),
 )
 
+# Per store, how far a poll has read (e.g. the last order version backfilled).
+store_cursors = Table(
+    "store_cursors",
+    metadata,
+    Column("store_id", ForeignKey("stores.id", ondelete="CASCADE"), primary_key=True),
+    Column("name", String(64), primary_key=True),
+    Column("value", String(255), nullable=False),
+)
+
 # Wrong unique keys, for rate limiting connection attempts (B2).
 key_attempts = Table(
     "key_attempts",

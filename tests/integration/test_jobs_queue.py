@@ -1,0 +1,566 @@
+"""The job queue contract, on every backend: embedded on SQLite, procrastinate on PostgreSQL,
+and the embedded queue on PostgreSQL (which must work there too)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import procrastinate
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from stocksync.jobs.embedded import EmbeddedJobQueue
+from stocksync.jobs.pg import (
+    ProcrastinateJobQueue,
+    ensure_procrastinate_schema,
+    procrastinate_schema_sql,
+)
+from stocksync.jobs.queue import JobContext, PermanentJobError, TaskRegistry
+from stocksync.jobs.retry import ExponentialBackoff
+from stocksync.storage.db import create_engine
+from stocksync.storage.tables import activity_log, inbox, jobs
+from tests.integration.jobs_worker_proc import BACKENDS, Queue, make_queue, prepare_database
+
+
+@dataclass
+class Db:
+    backend: str
+    url: str
+    engine: AsyncEngine
+
+    def queue(self, **options: Any) -> Queue:
+        return make_queue(self.backend, self.engine, self.url, **options)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    if request.param == "sqlite":
+        yield request.param, f"sqlite:///{tmp_path / 'stocksync.db'}"
+    else:
+        yield request.param, request.getfixturevalue("pg_url")
+
+
+@pytest.fixture
+async def db(backend_url: tuple[str, str]) -> AsyncIterator[Db]:
+    backend, url = backend_url
+    engine = create_engine(url)
+    await prepare_database(backend, engine)
+    yield Db(backend, url, engine)
+    await engine.dispose()
+
+
+@dataclass
+class Recorder:
+    """Handlers that log (event, key, attempt) in memory, in the order things happened."""
+
+    log: list[tuple[str, str, int]] = field(default_factory=list)
+    running: int = 0
+    max_running: int = 0
+
+    def registry(self, **extra: Any) -> TaskRegistry:
+        registry = TaskRegistry()
+        registry.register("record", self.record)
+        for name, handler in extra.items():
+            registry.register(name, handler)
+        return registry
+
+    async def record(self, context: JobContext, args: dict[str, Any]) -> None:
+        self.running += 1
+        self.max_running = max(self.max_running, self.running)
+        self.log.append(("start", args["key"], context.attempt))
+        # Stands for the work of a real job, long enough for other jobs to start meanwhile.
+        await asyncio.sleep(float(args.get("work", 0.0)))
+        self.log.append(("end", args["key"], context.attempt))
+        self.running -= 1
+
+    def keys(self, event: str = "start") -> list[str]:
+        return [key for kind, key, _ in self.log if kind == event]
+
+
+async def add_inbox_row(conn: Any, event_id: str) -> None:
+    await conn.execute(
+        inbox.insert().values(
+            platform="shopify",
+            store_ref="a.myshopify.com",
+            event_id=event_id,
+            topic="inventory_levels/update",
+            payload="{}",
+            status="pending",
+            received_at=datetime.now(UTC),
+        )
+    )
+
+
+async def inbox_events(engine: AsyncEngine) -> list[str]:
+    async with engine.connect() as conn:
+        return list((await conn.scalars(select(inbox.c.event_id).order_by(inbox.c.id))).all())
+
+
+async def dead_letters(engine: AsyncEngine) -> list[Any]:
+    async with engine.connect() as conn:
+        return list(
+            (
+                await conn.execute(
+                    select(
+                        activity_log.c.level,
+                        activity_log.c.kind,
+                        activity_log.c.details,
+                        activity_log.c.retry,
+                    ).order_by(activity_log.c.id)
+                )
+            ).all()
+        )
+
+
+def counts(todo: int = 0, doing: int = 0, succeeded: int = 0, failed: int = 0) -> dict[str, int]:
+    return {"todo": todo, "doing": doing, "succeeded": succeeded, "failed": failed}
+
+
+async def test_enqueue_commits_and_rolls_back_with_the_callers_transaction(db: Db) -> None:
+    queue = db.queue()
+    async with db.engine.begin() as conn:
+        await add_inbox_row(conn, "e1")
+        assert await queue.enqueue(conn, "record", {"key": "kept"}) is True
+    with pytest.raises(RuntimeError):
+        async with db.engine.begin() as conn:
+            await add_inbox_row(conn, "e2")
+            assert await queue.enqueue(conn, "record", {"key": "rolled-back"}) is True
+            raise RuntimeError("the webhook handler failed after enqueueing")
+
+    assert await queue.counts() == counts(todo=1)
+    assert await inbox_events(db.engine) == ["e1"]
+    recorder = Recorder()
+    await queue.drain(recorder.registry(), 20)
+    assert recorder.keys() == ["kept"]
+    assert await queue.counts() == counts(succeeded=1)
+
+
+async def test_queueing_lock_conflict_never_aborts_the_callers_transaction(db: Db) -> None:
+    queue = db.queue()
+    async with db.engine.begin() as conn:
+        await add_inbox_row(conn, "e1")
+        assert await queue.enqueue(conn, "record", {"key": "a"}, queueing_lock="flush:7") is True
+        assert await queue.enqueue(conn, "record", {"key": "b"}, queueing_lock="flush:7") is False
+        await add_inbox_row(conn, "e2")
+
+    assert await inbox_events(db.engine) == ["e1", "e2"]
+    assert await queue.counts() == counts(todo=1)
+
+
+async def test_queueing_lock_coalesces_a_waiting_job_but_not_a_running_one(db: Db) -> None:
+    queue = db.queue()
+    started, release = asyncio.Event(), asyncio.Event()
+    log: list[tuple[str, str]] = []
+
+    async def gate(context: JobContext, args: dict[str, Any]) -> None:
+        log.append(("start", args["key"]))
+        if args["key"] == "first":
+            started.set()
+            await release.wait()
+        log.append(("end", args["key"]))
+
+    registry = TaskRegistry()
+    registry.register("gate", gate)
+    options: dict[str, Any] = {"lock": "flush:7", "queueing_lock": "flush:7"}
+    async with db.engine.begin() as conn:
+        assert await queue.enqueue(conn, "gate", {"key": "first"}, **options) is True
+
+    drain = asyncio.create_task(queue.drain(registry, 20, concurrency=2))
+    await asyncio.wait_for(started.wait(), 20)
+    async with db.engine.begin() as conn:
+        # The first job is running: a new one is kept, and then absorbs the next.
+        assert await queue.enqueue(conn, "gate", {"key": "second"}, **options) is True
+        assert await queue.enqueue(conn, "gate", {"key": "third"}, **options) is False
+    assert await queue.counts() == counts(todo=1, doing=1)
+    release.set()
+    await drain
+
+    assert log == [("start", "first"), ("end", "first"), ("start", "second"), ("end", "second")]
+    assert await queue.counts() == counts(succeeded=2)
+
+
+async def test_a_lock_serialises_its_jobs_in_enqueue_order(db: Db) -> None:
+    queue = db.queue()
+    plan = ["L0", "M0", "free0", "L1", "M1", "L2", "free1", "M2", "L3", "M3"]
+    async with db.engine.begin() as conn:
+        for key in plan:
+            lock = None if key.startswith("free") else f"lock:{key[0]}"
+            await queue.enqueue(conn, "record", {"key": key, "work": 0.02}, lock=lock)
+
+    recorder = Recorder()
+    await queue.drain(recorder.registry(), 30, concurrency=4)
+
+    for lock in "LM":
+        mine = [(kind, key) for kind, key, _ in recorder.log if key[0] == lock]
+        expected = [(kind, f"{lock}{i}") for i in range(4) for kind in ("start", "end")]
+        assert mine == expected, f"jobs with lock {lock} overlapped or ran out of order"
+    assert sorted(recorder.keys("end")) == sorted(plan)
+    # Jobs with different locks did run side by side: the serialisation is the lock's doing.
+    assert recorder.max_running > 1
+    assert await queue.counts() == counts(succeeded=len(plan))
+
+
+async def test_higher_priority_runs_first(db: Db) -> None:
+    queue = db.queue()
+    async with db.engine.begin() as conn:
+        await queue.enqueue(conn, "record", {"key": "low"}, priority=0)
+        await queue.enqueue(conn, "record", {"key": "high"}, priority=10)
+        await queue.enqueue(conn, "record", {"key": "middle"}, priority=5)
+    recorder = Recorder()
+    await queue.drain(recorder.registry(), 20)
+    assert recorder.keys() == ["high", "middle", "low"]
+
+
+async def test_a_scheduled_job_does_not_run_early(db: Db) -> None:
+    queue = db.queue()
+    async with db.engine.begin() as conn:
+        await queue.enqueue(
+            conn, "record", {"key": "later"}, schedule_at=datetime.now(UTC) + timedelta(hours=1)
+        )
+        await queue.enqueue(conn, "record", {"key": "now"})
+    recorder = Recorder()
+    await queue.drain(recorder.registry(), 20)
+    assert recorder.keys() == ["now"]
+    assert await queue.counts() == counts(todo=1, succeeded=1)
+
+
+async def test_retries_with_backoff_then_dead_letters_with_the_reason(db: Db) -> None:
+    queue = db.queue(max_attempts=3, seed=7)
+    started: list[tuple[int, float]] = []
+
+    async def flaky(context: JobContext, args: dict[str, Any]) -> None:
+        started.append((context.attempt, time.monotonic()))
+        raise ValueError(f"platform answered 502 on attempt {context.attempt}")
+
+    registry = TaskRegistry()
+    registry.register("flaky", flaky)
+    async with db.engine.begin() as conn:
+        await queue.enqueue(conn, "flaky", {"store": "a.myshopify.com"}, lock="store:a")
+    await queue.drain(registry, 30)
+
+    assert [attempt for attempt, _ in started] == [1, 2, 3]
+    # The same seeded draws as the queue's: the backoff after failures 1 and 2.
+    expected = ExponentialBackoff(base=0.05, cap=0.2, rng=random.Random(7))
+    delays = [expected.delay(1), expected.delay(2)]
+    gaps = [started[1][1] - started[0][1], started[2][1] - started[1][1]]
+    for gap, delay in zip(gaps, delays, strict=True):
+        assert gap >= delay - 0.005, f"retried after {gap:.3f} s, backoff was {delay:.3f} s"
+    assert await queue.counts() == counts(failed=1)
+    [(level, kind, details, retry)] = await dead_letters(db.engine)
+    assert (level, kind) == ("error", "job_dead_lettered")
+    assert details["error"] == "ValueError: platform answered 502 on attempt 3"
+    assert details["attempts"] == 3
+    assert details["task"] == "flaky"
+    assert retry == {"task": "flaky", "args": {"store": "a.myshopify.com"}}
+
+
+async def test_permanent_error_dead_letters_at_once(db: Db) -> None:
+    queue = db.queue(max_attempts=5)
+    calls: list[int] = []
+
+    async def hopeless(context: JobContext, args: dict[str, Any]) -> None:
+        calls.append(context.attempt)
+        raise PermanentJobError("variant 42 no longer exists")
+
+    registry = TaskRegistry()
+    registry.register("hopeless", hopeless)
+    async with db.engine.begin() as conn:
+        await queue.enqueue(conn, "hopeless", {"variant": "42"})
+        await queue.enqueue(conn, "record", {"key": "unaffected"})
+    recorder = Recorder()
+    registry.register("record", recorder.record)
+    await queue.drain(registry, 20)
+
+    assert calls == [1]
+    assert recorder.keys() == ["unaffected"]
+    assert await queue.counts() == counts(succeeded=1, failed=1)
+    [(level, kind, details, retry)] = await dead_letters(db.engine)
+    assert (level, kind) == ("error", "job_dead_lettered")
+    assert details["error"] == "PermanentJobError: variant 42 no longer exists"
+    assert details["attempts"] == 1
+    assert retry == {"task": "hopeless", "args": {"variant": "42"}}
+
+
+async def test_a_retried_job_keeps_its_lock_ahead_of_later_jobs(db: Db) -> None:
+    queue = db.queue(max_attempts=3)
+    log: list[tuple[str, int]] = []
+
+    async def once_broken(context: JobContext, args: dict[str, Any]) -> None:
+        log.append((args["key"], context.attempt))
+        if args["key"] == "first" and context.attempt == 1:
+            raise ConnectionError("reset by peer")
+
+    registry = TaskRegistry()
+    registry.register("job", once_broken)
+    async with db.engine.begin() as conn:
+        for key in ("first", "second"):
+            await queue.enqueue(conn, "job", {"key": key}, lock="item:1", queueing_lock=key)
+    await queue.drain(registry, 20, concurrency=2)
+
+    assert log == [("first", 1), ("first", 2), ("second", 1)]
+    assert await queue.counts() == counts(succeeded=2)
+
+
+async def test_a_job_failing_while_its_twin_waits_is_retried_and_both_run(db: Db) -> None:
+    # The retry sends the job back to the queue while a job with its queueing lock waits:
+    # the partial unique index must not make that retry fail (and the job stick in doing).
+    # A long lease: the embedded queue must not need a lease expiry to get over it.
+    queue = db.queue(max_attempts=3, lease_seconds=60)
+    started, release = asyncio.Event(), asyncio.Event()
+    log: list[tuple[str, int]] = []
+
+    async def flush(context: JobContext, args: dict[str, Any]) -> None:
+        log.append((args["key"], context.attempt))
+        if args["key"] == "first" and context.attempt == 1:
+            started.set()
+            await release.wait()
+            raise TimeoutError("platform timed out")
+
+    registry = TaskRegistry()
+    registry.register("flush", flush)
+    options: dict[str, Any] = {"lock": "flush:7", "queueing_lock": "flush:7"}
+    async with db.engine.begin() as conn:
+        await queue.enqueue(conn, "flush", {"key": "first"}, **options)
+    drain = asyncio.create_task(queue.drain(registry, 10))
+    await asyncio.wait_for(started.wait(), 20)
+    async with db.engine.begin() as conn:
+        assert await queue.enqueue(conn, "flush", {"key": "twin"}, **options) is True
+    release.set()
+    await drain
+
+    assert log == [("first", 1), ("first", 2), ("twin", 1)]
+    assert await queue.counts() == counts(succeeded=2)
+
+
+async def test_a_cancelled_worker_hands_its_job_back(db: Db) -> None:
+    queue = db.queue()
+    started = asyncio.Event()
+    attempts: list[int] = []
+
+    async def slow(context: JobContext, args: dict[str, Any]) -> None:
+        attempts.append(context.attempt)
+        if len(attempts) == 1:
+            started.set()
+            await asyncio.Event().wait()
+
+    registry = TaskRegistry()
+    registry.register("slow", slow)
+    async with db.engine.begin() as conn:
+        await queue.enqueue(conn, "slow", {}, lock="item:1")
+    worker = asyncio.create_task(queue.run_worker(registry))
+    await asyncio.wait_for(started.wait(), 20)
+    worker.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await worker
+
+    # Back at once: no waiting for a lease or a stalled-worker timeout.
+    await queue.drain(registry, 0.9)
+    # The embedded queue does not count the interrupted run; procrastinate's retry does.
+    assert attempts == ([1, 2] if db.backend == "postgres" else [1, 1])
+    assert await queue.counts() == counts(succeeded=1)
+
+
+async def test_a_job_longer_than_its_lease_is_not_taken_over(db: Db) -> None:
+    # Embedded: a 0.3 s lease, renewed while the job runs three times that long. procrastinate:
+    # the job outlives the 1 s stalled-worker timeout while two workers sweep every 0.2 s.
+    queue = db.queue(lease_seconds=0.3)
+    duration = 1.5 if db.backend == "postgres" else 0.9
+    runs: list[int] = []
+
+    async def long_job(context: JobContext, args: dict[str, Any]) -> None:
+        runs.append(context.attempt)
+        # The job's work: longer than a lease, or than the stalled-worker timeout.
+        await asyncio.sleep(duration)
+
+    registry = TaskRegistry()
+    registry.register("long", long_job)
+    async with db.engine.begin() as conn:
+        await queue.enqueue(conn, "long", {})
+    await asyncio.gather(queue.drain(registry, 20), queue.drain(registry, 20))
+
+    assert runs == [1]
+    assert await queue.counts() == counts(succeeded=1)
+
+
+async def test_stop_when_idle_returns_once_nothing_is_runnable(db: Db) -> None:
+    queue = db.queue()
+    async with db.engine.begin() as conn:
+        await queue.enqueue(conn, "record", {"key": "a"}, lock="x")
+        await queue.enqueue(conn, "record", {"key": "b"}, lock="x")
+        await queue.enqueue(
+            conn, "record", {"key": "later"}, schedule_at=datetime.now(UTC) + timedelta(hours=1)
+        )
+    recorder = Recorder()
+    await asyncio.wait_for(
+        queue.run_worker(recorder.registry(), concurrency=3, stop_when_idle=True), 20
+    )
+    assert recorder.keys() == ["a", "b"]
+    assert await queue.counts() == counts(todo=1, succeeded=2)
+
+
+# -- embedded only ------------------------------------------------------------------------
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = datetime(2030, 1, 1, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+async def sqlite_db(tmp_path: Path) -> AsyncIterator[Db]:
+    url = f"sqlite:///{tmp_path / 'stocksync.db'}"
+    engine = create_engine(url)
+    await prepare_database("sqlite", engine)
+    yield Db("sqlite", url, engine)
+    await engine.dispose()
+
+
+async def test_embedded_schedule_follows_the_injected_clock(sqlite_db: Db) -> None:
+    clock = FakeClock()
+    queue = sqlite_db.queue(clock=clock)
+    async with sqlite_db.engine.begin() as conn:
+        await queue.enqueue(
+            conn, "record", {"key": "at-noon"}, schedule_at=clock.now + timedelta(minutes=10)
+        )
+    recorder = Recorder()
+    registry = recorder.registry()
+
+    await queue.drain(registry, 10)
+    clock.now += timedelta(minutes=9, seconds=59)
+    await queue.drain(registry, 10)
+    assert recorder.keys() == []
+    clock.now += timedelta(seconds=1)
+    await queue.drain(registry, 10)
+    assert recorder.keys() == ["at-noon"]
+
+
+async def test_embedded_worker_is_woken_by_an_enqueue_in_its_process(sqlite_db: Db) -> None:
+    # A poll interval far longer than the deadline: only the wake-up can run the job in time.
+    queue = sqlite_db.queue(poll_interval=60.0)
+    done = asyncio.Event()
+
+    async def note(context: JobContext, args: dict[str, Any]) -> None:
+        done.set()
+
+    registry = TaskRegistry()
+    registry.register("note", note)
+    worker = asyncio.create_task(queue.run_worker(registry))
+    try:
+        for _ in range(2):
+            # The second enqueue finds the worker waiting, its first job done.
+            done.clear()
+            async with sqlite_db.engine.begin() as conn:
+                await queue.enqueue(conn, "note", {})
+            await asyncio.wait_for(done.wait(), 5)
+    finally:
+        worker.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await worker
+
+
+async def test_embedded_lost_final_attempt_is_dead_lettered(sqlite_db: Db) -> None:
+    clock = FakeClock()
+    queue = sqlite_db.queue(clock=clock, max_attempts=2)
+    assert isinstance(queue, EmbeddedJobQueue)
+    async with sqlite_db.engine.begin() as conn:
+        await queue.enqueue(conn, "record", {"key": "poison"})
+    # Two runs whose workers died (fetched, never finished, leases expired).
+    for _ in range(2):
+        assert await queue.fetch("dead-worker") is not None
+        clock.now += timedelta(seconds=2)
+    recorder = Recorder()
+    await queue.drain(recorder.registry(), 10)
+
+    assert recorder.keys() == []
+    assert await queue.counts() == counts(failed=1)
+    [(level, kind, details, retry)] = await dead_letters(sqlite_db.engine)
+    assert (level, kind, details["attempts"]) == ("error", "job_dead_lettered", 2)
+    assert "lease expired" in details["error"]
+    assert retry == {"task": "record", "args": {"key": "poison"}}
+
+
+async def test_embedded_history_keeps_succeeded_jobs_for_the_retention(sqlite_db: Db) -> None:
+    clock = FakeClock()
+    queue = sqlite_db.queue(clock=clock, succeeded_retention=timedelta(hours=1))
+    assert isinstance(queue, EmbeddedJobQueue)
+    async with sqlite_db.engine.begin() as conn:
+        await queue.enqueue(conn, "record", {"key": "a"})
+    await queue.drain(Recorder().registry(), 10)
+    assert await queue.prune_history() == 0
+    clock.now += timedelta(hours=1, seconds=1)
+    assert await queue.prune_history() == 1
+    async with sqlite_db.engine.connect() as conn:
+        assert (await conn.scalars(select(jobs.c.id))).all() == []
+
+
+# -- procrastinate only ---------------------------------------------------------------------
+
+
+@pytest.fixture
+async def pg_db(pg_url: str) -> AsyncIterator[Db]:
+    engine = create_engine(pg_url)
+    await prepare_database("postgres", engine)
+    yield Db("postgres", pg_url, engine)
+    await engine.dispose()
+
+
+async def strand_a_job(queue: ProcrastinateJobQueue, app: procrastinate.App) -> int:
+    """A job taken by a worker that then vanished (unregistered, as a pruned dead one is)."""
+    worker_id = await app.job_manager.register_worker()
+    job = await app.job_manager.fetch_job(queues=None, worker_id=worker_id)
+    assert job is not None and job.id is not None
+    await app.job_manager.unregister_worker(worker_id)
+    return job.id
+
+
+async def test_procrastinate_sweep_recovers_a_stalled_job_once(pg_db: Db) -> None:
+    queue = pg_db.queue(max_attempts=3)
+    assert isinstance(queue, ProcrastinateJobQueue)
+    async with pg_db.engine.begin() as conn:
+        await queue.enqueue(conn, "record", {"key": "a"}, queueing_lock="q")
+    app = queue._app(Recorder().registry())
+    async with app.open_async():
+        await strand_a_job(queue, app)
+        assert await queue.counts() == counts(doing=1)
+        # Two workers sweeping at the same moment recover the job once between them.
+        recovered = await asyncio.gather(queue.sweep_stalled(app), queue.sweep_stalled(app))
+        assert sorted(recovered) == [0, 1]
+        [job] = await app.job_manager.list_jobs_async()
+    assert (job.status, job.attempts, job.queueing_lock) == ("todo", 1, None)
+
+
+async def test_procrastinate_sweep_dead_letters_a_lost_final_attempt(pg_db: Db) -> None:
+    queue = pg_db.queue(max_attempts=1)
+    assert isinstance(queue, ProcrastinateJobQueue)
+    async with pg_db.engine.begin() as conn:
+        await queue.enqueue(conn, "record", {"key": "poison"})
+    app = queue._app(Recorder().registry())
+    async with app.open_async():
+        await strand_a_job(queue, app)
+        assert await queue.sweep_stalled(app) == 1
+    assert await queue.counts() == counts(failed=1)
+    [(level, kind, details, retry)] = await dead_letters(pg_db.engine)
+    assert (level, kind, details["attempts"]) == ("error", "job_dead_lettered", 1)
+    assert "no heartbeat" in details["error"]
+    assert retry == {"task": "record", "args": {"key": "poison"}}
+
+
+async def test_procrastinate_schema_is_created_once(pg_url: str) -> None:
+    engine = create_engine(pg_url)
+    try:
+        assert await ensure_procrastinate_schema(engine) is True
+        assert await ensure_procrastinate_schema(engine) is False
+        assert "CREATE TABLE procrastinate_jobs" in procrastinate_schema_sql()
+    finally:
+        await engine.dispose()
