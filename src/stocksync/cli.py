@@ -16,6 +16,7 @@ app = typer.Typer(
     help="stocksync: keeps products and inventory in sync across online stores.",
     no_args_is_help=True,
     add_completion=False,
+    pretty_exceptions_enable=False,
 )
 console = Console()
 err = Console(stderr=True)

@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import Column, Float, Integer, MetaData, String, Table, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from stocksync.jobs.embedded import EmbeddedJobQueue, utcnow
+from stocksync.jobs.embedded import EmbeddedJobQueue
 from stocksync.jobs.pg import ProcrastinateJobQueue, ensure_procrastinate_schema
 from stocksync.jobs.queue import JobContext, TaskRegistry
 from stocksync.jobs.retry import ExponentialBackoff
@@ -122,13 +122,13 @@ async def events(engine: AsyncEngine) -> list[tuple[str, str, int, str]]:
 
 
 async def wait_until(
-    condition: Callable[[], Awaitable[bool]], timeout: float, what: str, interval: float = 0.02
+    condition: Callable[[], Awaitable[bool]], within: float, what: str, interval: float = 0.02
 ) -> None:
-    """Poll ``condition`` until true; fail with ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
+    """Poll ``condition`` until true; fail with ``what`` after ``within`` seconds."""
+    deadline = time.monotonic() + within
     while not await condition():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+            raise AssertionError(f"timed out after {within} s waiting for {what}")
         await asyncio.sleep(interval)
 
 
@@ -177,7 +177,9 @@ def main() -> None:
     parser.add_argument("--lease", type=float, default=1.0)
     options = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    asyncio.run(_main(options.backend, options.url, options.mode, options.concurrency, options.lease))
+    asyncio.run(
+        _main(options.backend, options.url, options.mode, options.concurrency, options.lease)
+    )
 
 
 if __name__ == "__main__":

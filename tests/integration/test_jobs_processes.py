@@ -55,8 +55,14 @@ class Workers:
     def start(self, *options: str) -> subprocess.Popen[bytes]:
         log = self.stack.enter_context((self.logs / f"worker-{id(options)}.log").open("wb"))
         process = subprocess.Popen(
-            [sys.executable, "-m", "tests.integration.jobs_worker_proc", self.backend, self.url]
-            + list(options),
+            [
+                sys.executable,
+                "-m",
+                "tests.integration.jobs_worker_proc",
+                self.backend,
+                self.url,
+                *options,
+            ],
             cwd=REPO,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -129,11 +129,15 @@ async def test_enqueue_commits_and_rolls_back_with_the_callers_transaction(db: D
     async with db.engine.begin() as conn:
         await add_inbox_row(conn, "e1")
         assert await queue.enqueue(conn, "record", {"key": "kept"}) is True
-    with pytest.raises(RuntimeError):
+
+    async def failing_webhook() -> None:
         async with db.engine.begin() as conn:
             await add_inbox_row(conn, "e2")
             assert await queue.enqueue(conn, "record", {"key": "rolled-back"}) is True
             raise RuntimeError("the webhook handler failed after enqueueing")
+
+    with pytest.raises(RuntimeError):
+        await failing_webhook()
 
     assert await queue.counts() == counts(todo=1)
     assert await inbox_events(db.engine) == ["e1"]
@@ -519,7 +523,8 @@ async def strand_a_job(queue: ProcrastinateJobQueue, app: procrastinate.App) -> 
     """A job taken by a worker that then vanished (unregistered, as a pruned dead one is)."""
     worker_id = await app.job_manager.register_worker()
     job = await app.job_manager.fetch_job(queues=None, worker_id=worker_id)
-    assert job is not None and job.id is not None
+    assert job is not None
+    assert job.id is not None
     await app.job_manager.unregister_worker(worker_id)
     return job.id
 

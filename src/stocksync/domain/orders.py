@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from stocksync.domain.connection import ConnectionSettings
+from stocksync.domain.levels import MAX_QUANTITY
 from stocksync.domain.ports import OrderSnapshot, RefundLine
 
 # Paid, and the states an order reaches only from paid, always count (B15).
@@ -96,7 +97,10 @@ def plan_order(
     known = state.lines if state is not None else {}
     changes: list[LineChange] = []
     for line in snapshot.lines:
-        if line.id not in linked_lines or line.quantity < 0:
+        # A quantity no platform accepts (negative, or past MAX_QUANTITY) is bad input: the
+        # engine reports the line as not counted, so it must not be counted here either (an
+        # adjustment by it would be refused by the source and block its ledger).
+        if line.id not in linked_lines or not 0 <= line.quantity <= MAX_QUANTITY:
             continue
         previous = known.get(line.id)
         if previous is None:

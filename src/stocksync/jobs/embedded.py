@@ -352,6 +352,7 @@ class EmbeddedJobQueue:
                         status="todo",
                         scheduled_at=now + delay,
                         lease_until=None,
+                        queueing_lock=None,
                         last_error=error,
                     )
                 )

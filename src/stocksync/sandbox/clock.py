@@ -56,6 +56,7 @@ class ManualClock:
     def __init__(self, start: float = 1_735_689_600.0) -> None:  # 2025-01-01T00:00:00Z
         self._now = start
         self._start = start
+        self._elapsed = 0.0  # kept apart so that small steps do not drown in epoch seconds
         self._lock = threading.Lock()
         self._seq = itertools.count()
         self._sleepers: list[tuple[float, int, asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
@@ -64,7 +65,7 @@ class ManualClock:
         return self._now
 
     def monotonic(self) -> float:
-        return self._now - self._start
+        return self._elapsed
 
     async def sleep(self, seconds: float) -> None:
         if seconds <= 0:
@@ -85,6 +86,7 @@ class ManualClock:
             raise ValueError("time only moves forward")
         with self._lock:
             self._now += seconds
+            self._elapsed += seconds
             due = []
             while self._sleepers and self._sleepers[0][0] <= self._now:
                 due.append(heapq.heappop(self._sleepers))

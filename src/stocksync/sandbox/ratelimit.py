@@ -34,7 +34,7 @@ class Bucket:
     def try_consume(self, cost: float) -> bool:
         if not self.enabled:
             return True
-        if self.available() < cost:
+        if self.available() + 1e-9 < cost:
             return False
         self._level -= cost
         return True

@@ -8,7 +8,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from graphql import GraphQLError, GraphQLResolveInfo, StringValueNode, VariableNode
+from graphql import GraphQLError, GraphQLResolveInfo
+from graphql.execution.values import get_directive_values
 
 from stocksync.sandbox.state import ShopError, decode_cursor, encode_cursor
 
@@ -129,19 +130,12 @@ def money(amount: str, currency: str = "USD") -> dict[str, Any]:
 
 
 def idempotency_key(info: GraphQLResolveInfo) -> str | None:
-    for directive in info.field_nodes[0].directives or ():
-        if directive.name.value != "idempotent":
-            continue
-        for argument in directive.arguments:
-            if argument.name.value != "key":
-                continue
-            value = argument.value
-            if isinstance(value, StringValueNode):
-                return value.value
-            if isinstance(value, VariableNode):
-                found = info.variable_values.get(value.name.value)
-                return str(found) if found is not None else None
-    return None
+    directive = info.schema.get_directive("idempotent")
+    if directive is None:
+        return None
+    values = get_directive_values(directive, info.field_nodes[0], info.variable_values)
+    key = (values or {}).get("key")
+    return str(key) if key is not None else None
 
 
 def idempotent(

@@ -306,11 +306,12 @@ def variants_bulk_create(_: Any, info: Info, variants: list[dict[str, Any]], pro
         found = _lookup_product(info, productId, ["productId"])
         specs = [_variant_spec(v, shop, ["variants", str(i)]) for i, v in enumerate(variants)]
         existing = {tuple(shop.variants[v].option_values) for v in found.variant_ids}
-        standalone = [
-            shop.variants[v] for v in found.variant_ids if not shop.variants[v].option_values
-        ]
+        # The standalone variant is the one a product is created with, while it is alone.
+        standalone = (
+            [shop.variants[found.variant_ids[0]]] if len(found.variant_ids) == 1 else []
+        )
         if strategy == "REMOVE_STANDALONE_VARIANT":
-            existing -= {()}
+            existing -= {tuple(v.option_values) for v in standalone}
         for i, spec in enumerate(specs):
             combo = _combination(spec)
             if combo in existing:
@@ -325,6 +326,8 @@ def variants_bulk_create(_: Any, info: Info, variants: list[dict[str, Any]], pro
         for variant in standalone:
             shop.delete_variant(variant)
         found.options = [o for o in found.options if o.name != "Title"]
+        for option in found.options:
+            option.values = []
     created = [shop.add_variant(found, spec) for spec in specs]
     shop.touch_product(found)
     return {"product": found, "productVariants": created, "userErrors": []}

@@ -22,11 +22,14 @@ def upgrade() -> None:
     bind = op.get_bind()
     exists = bind.exec_driver_sql("SELECT to_regclass('procrastinate_jobs') IS NOT NULL").scalar()
     if not exists:
-        bind.exec_driver_sql(procrastinate_schema_sql())
+        # psycopg reads "%" as a placeholder whenever parameters (even none) are passed.
+        bind.exec_driver_sql(procrastinate_schema_sql().replace("%", "%%"))
 
 
 def downgrade() -> None:
     if op.get_bind().dialect.name != "postgresql":
         return
-    op.execute("DROP TABLE IF EXISTS procrastinate_events, procrastinate_periodic_defers, "
-               "procrastinate_jobs, procrastinate_workers CASCADE")
+    op.execute(
+        "DROP TABLE IF EXISTS procrastinate_events, procrastinate_periodic_defers, "
+        "procrastinate_jobs, procrastinate_workers CASCADE"
+    )
