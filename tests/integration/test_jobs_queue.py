@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import procrastinate
+import psycopg
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -27,6 +29,7 @@ from stocksync.jobs.queue import JobContext, PermanentJobError, TaskRegistry
 from stocksync.jobs.retry import ExponentialBackoff
 from stocksync.storage.db import create_engine
 from stocksync.storage.tables import activity_log, inbox, jobs
+from tests.conftest import PG_ADMIN_URL, require_postgres
 from tests.integration.jobs_worker_proc import BACKENDS, Queue, make_queue, prepare_database
 
 
@@ -40,12 +43,42 @@ class Db:
         return make_queue(self.backend, self.engine, self.url, **options)
 
 
+@pytest.fixture(scope="module")
+def shared_pg_url() -> Iterator[str]:
+    """One PostgreSQL database for this module's tests, emptied before each of them.
+
+    Creating a database per test costs more than most of these tests do.
+    """
+    require_postgres()
+    name = f"stocksync_jobs_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def empty_pg_url(shared_pg_url: str) -> str:
+    with psycopg.connect(shared_pg_url, autocommit=True) as conn:
+        tables = [
+            row[0]
+            for row in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        ]
+        if tables:
+            names = ", ".join(f'"{table}"' for table in tables)
+            conn.execute(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
+    return shared_pg_url
+
+
 @pytest.fixture(params=BACKENDS)
 def backend_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
     if request.param == "sqlite":
         yield request.param, f"sqlite:///{tmp_path / 'stocksync.db'}"
     else:
-        yield request.param, request.getfixturevalue("pg_url")
+        yield request.param, request.getfixturevalue("empty_pg_url")
 
 
 @pytest.fixture
@@ -512,10 +545,10 @@ async def test_embedded_history_keeps_succeeded_jobs_for_the_retention(sqlite_db
 
 
 @pytest.fixture
-async def pg_db(pg_url: str) -> AsyncIterator[Db]:
-    engine = create_engine(pg_url)
+async def pg_db(empty_pg_url: str) -> AsyncIterator[Db]:
+    engine = create_engine(empty_pg_url)
     await prepare_database("postgres", engine)
-    yield Db("postgres", pg_url, engine)
+    yield Db("postgres", empty_pg_url, engine)
     await engine.dispose()
 
 

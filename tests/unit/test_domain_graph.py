@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -76,7 +78,12 @@ def test_would_close_cycle_matches_reachability(
 # --- root_of ---------------------------------------------------------------------------------
 
 
-def _upstream_of(links: dict[tuple[int, str], tuple[int, str]]):  # type: ignore[no-untyped-def]
+Upstream = Callable[[int, str], Awaitable[tuple[int, str] | None]]
+
+
+def _upstream_of(
+    links: dict[tuple[int, str], tuple[int, str]],
+) -> tuple[Upstream, list[tuple[int, str]]]:
     calls: list[tuple[int, str]] = []
 
     async def upstream(store: int, item: str) -> tuple[int, str] | None:
