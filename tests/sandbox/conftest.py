@@ -23,9 +23,9 @@ from stocksync.sandbox.state import Shop
 APP_SECRET = "test-app-secret"
 
 
-async def eventually(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+async def eventually(predicate: Callable[[], bool], within: float = 5.0) -> None:
     """Wait for a condition, with a deadline (never a fixed sleep)."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while not predicate():
         if time.monotonic() > deadline:
             raise AssertionError("condition not met before the deadline")
@@ -40,24 +40,32 @@ class Admin:
     url: str
     token: str
 
-    async def post(self, query: str, variables: dict[str, Any] | None = None,
-                   version: str = "2025-01", token: str | None = None) -> httpx.Response:
+    async def post(
+        self,
+        query: str,
+        variables: dict[str, Any] | None = None,
+        version: str = "2025-01",
+        token: str | None = None,
+    ) -> httpx.Response:
         url = self.url.replace("/2025-01/", f"/{version}/")
         return await self.http.post(
-            url, json={"query": query, "variables": variables or {}},
+            url,
+            json={"query": query, "variables": variables or {}},
             headers={"X-Shopify-Access-Token": token or self.token},
         )
 
-    async def gql(self, query: str, variables: dict[str, Any] | None = None,
-                  version: str = "2025-01") -> dict[str, Any]:
+    async def gql(
+        self, query: str, variables: dict[str, Any] | None = None, version: str = "2025-01"
+    ) -> dict[str, Any]:
         response = await self.post(query, variables, version)
         assert response.status_code == 200, response.text
         body = response.json()
         assert isinstance(body, dict)
         return body
 
-    async def data(self, query: str, variables: dict[str, Any] | None = None,
-                   version: str = "2025-01") -> dict[str, Any]:
+    async def data(
+        self, query: str, variables: dict[str, Any] | None = None, version: str = "2025-01"
+    ) -> dict[str, Any]:
         body = await self.gql(query, variables, version)
         assert "errors" not in body, body["errors"]
         data = body["data"]
@@ -90,8 +98,8 @@ class Receiver:
     def of(self, topic: str) -> list[Received]:
         return [r for r in self.items if r.topic == topic]
 
-    async def wait(self, predicate: Callable[[list[Received]], bool], timeout: float = 5.0) -> None:
-        await eventually(lambda: predicate(self.items), timeout)
+    async def wait(self, predicate: Callable[[list[Received]], bool], within: float = 5.0) -> None:
+        await eventually(lambda: predicate(self.items), within)
 
 
 @pytest.fixture
@@ -101,15 +109,21 @@ def clock() -> ManualClock:
 
 @pytest.fixture
 def sandbox(clock: ManualClock) -> Sandbox:
-    return Sandbox(clock=clock, app=AppConfig(client_secret=APP_SECRET,
-                                               redirect_urls=["http://127.0.0.1:9/callback"]),
-                   seed=7)
+    return Sandbox(
+        clock=clock,
+        app=AppConfig(client_secret=APP_SECRET, redirect_urls=["http://127.0.0.1:9/callback"]),
+        seed=7,
+    )
 
 
 @pytest.fixture
 def shop(sandbox: Sandbox) -> Shop:
-    return sandbox.create_shop("acme", access_token="shpat_acme",
-                               locations=["Warehouse", "Store"], inactive_locations=["Old depot"])
+    return sandbox.create_shop(
+        "acme",
+        access_token="shpat_acme",
+        locations=["Warehouse", "Store"],
+        inactive_locations=["Old depot"],
+    )
 
 
 @pytest.fixture
@@ -135,8 +149,11 @@ async def receiver() -> AsyncIterator[Receiver]:
         return Response(b"", status_code=status)
 
     app = Starlette(routes=[Route("/hook", hook, methods=["POST"])])
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
-                                           lifespan="off", access_log=False))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, host="127.0.0.1", port=0, log_level="warning", lifespan="off", access_log=False
+        )
+    )
     task = asyncio.get_running_loop().create_task(server.serve())
     await eventually(lambda: server.started)
     port = server.servers[0].sockets[0].getsockname()[1]

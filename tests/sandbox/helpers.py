@@ -43,7 +43,8 @@ mutation($order: OrderCreateOrderInput!, $options: OrderCreateOptionsInput) {
       lineItems(first: 10) { nodes { id sku quantity currentQuantity unfulfilledQuantity } }
       fulfillmentOrders(first: 5) {
         nodes { id status assignedLocation { location { id } }
-                lineItems(first: 10) { nodes { id remainingQuantity totalQuantity lineItem { id } } } }
+                lineItems(first: 10) { nodes { id remainingQuantity totalQuantity lineItem { id
+                  } } } }
       }
     }
     userErrors { field message code }
@@ -56,12 +57,24 @@ async def location_ids(admin: Admin) -> list[str]:
     return [n["id"] for n in data["locations"]["nodes"]]
 
 
-async def make_product(admin: Admin, title: str, skus: list[str], stock: dict[str, int],
-                       tracked: bool = True, policy: str = "DENY") -> list[dict[str, Any]]:
+async def make_product(
+    admin: Admin,
+    title: str,
+    skus: list[str],
+    stock: dict[str, int],
+    tracked: bool = True,
+    policy: str = "DENY",
+) -> list[dict[str, Any]]:
     """A product with one variant per SKU, each with `stock[location_id]` units."""
-    created = await admin.data(CREATE_PRODUCT, {"product": {
-        "title": title, "productOptions": [{"name": "Size", "values": [{"name": s} for s in skus]}],
-    }})
+    created = await admin.data(
+        CREATE_PRODUCT,
+        {
+            "product": {
+                "title": title,
+                "productOptions": [{"name": "Size", "values": [{"name": s} for s in skus]}],
+            }
+        },
+    )
     product_id = created["productCreate"]["product"]["id"]
     variants = [
         {
@@ -92,13 +105,24 @@ async def triple(admin: Admin, item: str, loc: str) -> tuple[int, int, int]:
     return q["available"], q["committed"], q["on_hand"]
 
 
-async def create_order(admin: Admin, variant_id: str, quantity: int, behaviour: str = "DECREMENT_OBEYING_POLICY",
-                       financial_status: str = "PAID") -> dict[str, Any]:
-    data = await admin.data(ORDER_CREATE, {
-        "order": {"lineItems": [{"variantId": variant_id, "quantity": quantity}],
-                  "financialStatus": financial_status, "email": "buyer@example.com"},
-        "options": {"inventoryBehaviour": behaviour},
-    })
+async def create_order(
+    admin: Admin,
+    variant_id: str,
+    quantity: int,
+    behaviour: str = "DECREMENT_OBEYING_POLICY",
+    financial_status: str = "PAID",
+) -> dict[str, Any]:
+    data = await admin.data(
+        ORDER_CREATE,
+        {
+            "order": {
+                "lineItems": [{"variantId": variant_id, "quantity": quantity}],
+                "financialStatus": financial_status,
+                "email": "buyer@example.com",
+            },
+            "options": {"inventoryBehaviour": behaviour},
+        },
+    )
     assert data["orderCreate"]["userErrors"] == [], data
     order: dict[str, Any] = data["orderCreate"]["order"]
     return order

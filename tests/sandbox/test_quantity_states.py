@@ -30,12 +30,14 @@ JOB = "query($id: ID!) { job(id: $id) { id done } }"
 REFUND = """
 mutation($input: RefundInput!) {
   refundCreate(input: $input) {
-    refund { id refundLineItems(first: 5) { nodes { quantity restockType restocked location { id } } } }
+    refund { id refundLineItems(first: 5) { nodes { quantity restockType restocked location {
+      id } } } }
     userErrors { field message }
   }
 }"""
 MARK_PAID = """
-mutation($id: ID!) { orderMarkAsPaid(input: {id: $id}) { order { displayFinancialStatus } userErrors { message } } }"""
+mutation($id: ID!) { orderMarkAsPaid(input: {id: $id}) { order { displayFinancialStatus }
+  userErrors { message } } }"""
 EDIT_BEGIN = """
 mutation($id: ID!) { orderEditBegin(id: $id) {
   calculatedOrder { id lineItems(first: 5) { nodes { id quantity } } } userErrors { message } } }"""
@@ -76,8 +78,13 @@ async def _fulfil(admin: Admin, order: dict[str, Any]) -> None:
     assert data["fulfillmentCreate"]["userErrors"] == []
 
 
-async def _refund(admin: Admin, order: dict[str, Any], restock_type: str, qty: int = 3,
-                  location: str | None = None) -> dict[str, Any]:
+async def _refund(
+    admin: Admin,
+    order: dict[str, Any],
+    restock_type: str,
+    qty: int = 3,
+    location: str | None = None,
+) -> dict[str, Any]:
     line = order["lineItems"]["nodes"][0]["id"]
     item: dict[str, Any] = {"lineItemId": line, "quantity": qty, "restockType": restock_type}
     if location:
@@ -105,7 +112,8 @@ async def test_order_created(admin: Admin, behaviour: str, expected: tuple[int, 
 async def test_default_inventory_behaviour_is_bypass(admin: Admin) -> None:
     variant, item, loc = await _setup(admin)
     data = await admin.data(
-        "mutation($o: OrderCreateOrderInput!) { orderCreate(order: $o) { order { id } userErrors { message } } }",
+        "mutation($o: OrderCreateOrderInput!) { orderCreate(order: $o) { order { id } "
+        "userErrors { message } } }",
         {"o": {"lineItems": [{"variantId": variant, "quantity": 3}], "financialStatus": "PAID"}},
     )
     assert data["orderCreate"]["userErrors"] == []
@@ -167,7 +175,11 @@ async def test_refund_cancel_unfulfilled_units(admin: Admin) -> None:
     order = await create_order(admin, variant, 3)
     refund = await _refund(admin, order, "CANCEL", qty=2)
     assert refund["refundLineItems"]["nodes"][0] == {
-        "quantity": 2, "restockType": "CANCEL", "restocked": True, "location": {"id": loc}}
+        "quantity": 2,
+        "restockType": "CANCEL",
+        "restocked": True,
+        "location": {"id": loc},
+    }
     assert await triple(admin, item, loc) == (9, 1, 10)
 
 
@@ -184,7 +196,9 @@ async def test_refund_return_at_another_location(admin: Admin) -> None:
     store = (await location_ids(admin))[1]
     await admin.data(
         "mutation($i: ID!, $l: ID!) { inventoryActivate(inventoryItemId: $i, locationId: $l) "
-        "{ inventoryLevel { id } userErrors { message } } }", {"i": item, "l": store})
+        "{ inventoryLevel { id } userErrors { message } } }",
+        {"i": item, "l": store},
+    )
     order = await create_order(admin, variant, 3)
     await _fulfil(admin, order)
     await _refund(admin, order, "RETURN", qty=1, location=store)
@@ -196,27 +210,39 @@ async def test_refund_return_rejects_unfulfilled_units(admin: Admin) -> None:
     variant, _, _ = await _setup(admin)
     order = await create_order(admin, variant, 3)
     line = order["lineItems"]["nodes"][0]["id"]
-    data = await admin.data(REFUND, {"input": {"orderId": order["id"], "refundLineItems": [
-        {"lineItemId": line, "quantity": 1, "restockType": "RETURN"}]}})
-    assert data["refundCreate"]["userErrors"] == [{
-        "field": ["refundLineItems", "0", "quantity"],
-        "message": "Cannot return more units than were fulfilled."}]
+    data = await admin.data(
+        REFUND,
+        {
+            "input": {
+                "orderId": order["id"],
+                "refundLineItems": [{"lineItemId": line, "quantity": 1, "restockType": "RETURN"}],
+            }
+        },
+    )
+    assert data["refundCreate"]["userErrors"] == [
+        {
+            "field": ["refundLineItems", "0", "quantity"],
+            "message": "Cannot return more units than were fulfilled.",
+        }
+    ]
 
 
 @pytest.mark.parametrize(
     ("new_quantity", "restock", "expected"),
     [(5, False, (5, 5, 10)), (1, True, (9, 1, 10)), (1, False, (7, 1, 8))],
 )
-async def test_edited(admin: Admin, new_quantity: int, restock: bool,
-                      expected: tuple[int, int, int]) -> None:
+async def test_edited(
+    admin: Admin, new_quantity: int, restock: bool, expected: tuple[int, int, int]
+) -> None:
     variant, item, loc = await _setup(admin)
     order = await create_order(admin, variant, 3)
     begin = await admin.data(EDIT_BEGIN, {"id": order["id"]})
     calc = begin["orderEditBegin"]["calculatedOrder"]
     line = calc["lineItems"]["nodes"][0]
     assert line["quantity"] == 3
-    data = await admin.data(EDIT_SET, {"id": calc["id"], "line": line["id"], "qty": new_quantity,
-                                       "restock": restock})
+    data = await admin.data(
+        EDIT_SET, {"id": calc["id"], "line": line["id"], "qty": new_quantity, "restock": restock}
+    )
     assert data["orderEditSetQuantity"]["calculatedLineItem"]["quantity"] == new_quantity
     # Nothing changes before the commit.
     assert await triple(admin, item, loc) == (7, 3, 10)
@@ -229,9 +255,13 @@ async def test_obeying_policy_refuses_oversell_and_ignoring_allows_it(admin: Adm
     variant, item, loc = await _setup(admin)
     from tests.sandbox.helpers import ORDER_CREATE
 
-    data = await admin.data(ORDER_CREATE, {
-        "order": {"lineItems": [{"variantId": variant, "quantity": 11}]},
-        "options": {"inventoryBehaviour": "DECREMENT_OBEYING_POLICY"}})
+    data = await admin.data(
+        ORDER_CREATE,
+        {
+            "order": {"lineItems": [{"variantId": variant, "quantity": 11}]},
+            "options": {"inventoryBehaviour": "DECREMENT_OBEYING_POLICY"},
+        },
+    )
     assert data["orderCreate"]["order"] is None
     assert data["orderCreate"]["userErrors"][0]["code"] == "INVENTORY_CLAIM_FAILED"
     await create_order(admin, variant, 11, "DECREMENT_IGNORING_POLICY")
@@ -240,4 +270,4 @@ async def test_obeying_policy_refuses_oversell_and_ignoring_allows_it(admin: Adm
 
 async def test_eventually_helper_times_out() -> None:
     with pytest.raises(AssertionError):
-        await eventually(lambda: False, timeout=0.01)
+        await eventually(lambda: False, within=0.01)

@@ -19,11 +19,16 @@ from graphql import (
     build_client_schema,
     is_non_null_type,
 )
+from graphql.pyutils import Undefined
 
 from stocksync.sandbox.schema import LATER_ADDITIONS, base_schema, extended_schema
 
 REAL_SCHEMA = (
-    Path(__file__).resolve().parents[2] / ".." / "shared" / "platforms" / "shopify"
+    Path(__file__).resolve().parents[2]
+    / ".."
+    / "shared"
+    / "platforms"
+    / "shopify"
     / "admin_schema_2025-01.json.gz"
 )
 
@@ -65,14 +70,15 @@ def differences(ours: GraphQLSchema, real: GraphQLSchema) -> list[str]:
                     problems.append(f"{name}.{fname}: {fld.type}")
             for fname, real_fld in real_type.fields.items():
                 # Leaving out a required input field would accept documents Shopify rejects.
-                if is_non_null_type(real_fld.type) and real_fld.default_value is None:
-                    if fname not in ours_type.fields:
-                        problems.append(f"{name}.{fname}: required field missing")
+                required = is_non_null_type(real_fld.type) and real_fld.default_value is Undefined
+                if required and fname not in ours_type.fields:
+                    problems.append(f"{name}.{fname}: required field missing")
         elif isinstance(ours_type, GraphQLObjectType | GraphQLInterfaceType):
             assert isinstance(real_type, GraphQLObjectType | GraphQLInterfaceType)
             real_ifaces = {i.name for i in real_type.interfaces}
             problems += [
-                f"{name} implements {i.name}" for i in ours_type.interfaces
+                f"{name} implements {i.name}"
+                for i in ours_type.interfaces
                 if i.name not in real_ifaces
             ]
             for fname, fld in ours_type.fields.items():
@@ -101,11 +107,13 @@ def test_base_sdl_is_a_subset_of_the_real_2025_01_schema(real: GraphQLSchema) ->
 
 
 def test_root_types_are_named_as_on_shopify(real: GraphQLSchema) -> None:
-    assert base_schema().query_type is not None
-    assert base_schema().mutation_type is not None
-    assert real.query_type is not None and real.mutation_type is not None
-    assert base_schema().query_type.name == real.query_type.name == "QueryRoot"
-    assert base_schema().mutation_type.name == real.mutation_type.name == "Mutation"
+    ours_query, ours_mutation = base_schema().query_type, base_schema().mutation_type
+    assert ours_query is not None
+    assert ours_mutation is not None
+    assert real.query_type is not None
+    assert real.mutation_type is not None
+    assert ours_query.name == real.query_type.name == "QueryRoot"
+    assert ours_mutation.name == real.mutation_type.name == "Mutation"
 
 
 def test_later_additions_are_exactly_the_documented_ones(real: GraphQLSchema) -> None:
@@ -119,5 +127,7 @@ def test_later_additions_are_exactly_the_documented_ones(real: GraphQLSchema) ->
 def test_the_checker_notices_a_field_shopify_does_not_have(real: GraphQLSchema) -> None:
     from graphql import build_ast_schema, parse
 
-    bogus = build_ast_schema(parse("type QueryRoot { shop: Shop!, madeUp: Int } type Shop { id: ID! }"))
+    bogus = build_ast_schema(
+        parse("type QueryRoot { shop: Shop!, madeUp: Int } type Shop { id: ID! }")
+    )
     assert differences(bogus, real) == ["QueryRoot.madeUp: Int"]

@@ -28,6 +28,9 @@ SYNC_FIELDS: tuple[str, ...] = (
 
 HiddenAction = Literal["keep", "unpublish", "archive"]
 DeletedAction = Literal["keep", "unpublish", "archive", "delete"]
+HIDDEN_ACTIONS: tuple[HiddenAction, ...] = ("keep", "unpublish", "archive")
+DELETED_ACTIONS: tuple[DeletedAction, ...] = ("keep", "unpublish", "archive", "delete")
+PRICE_RULE_FIELDS = ("currency_rate", "multiplier", "add", "ending")
 
 
 class SettingsError(ValueError):
@@ -46,6 +49,21 @@ class PriceRules:
     multiplier: Decimal = Decimal(1)
     add: Decimal = Decimal(0)
     ending: Decimal | None = None  # e.g. 0.99: round up to the next price ending in .99
+
+    def __post_init__(self) -> None:
+        # Checked here, not when a price is synced: NaN, a zero rate or an ending of 1.5 would
+        # otherwise be stored and make every later price sync fail or go wrong.
+        values = [self.currency_rate, self.multiplier, self.add]
+        if self.ending is not None:
+            values.append(self.ending)
+        if not all(isinstance(v, Decimal) and v.is_finite() for v in values):
+            raise SettingsError("price rules must be finite decimal numbers")
+        if self.currency_rate <= 0:
+            raise SettingsError("price rules: currency_rate must be more than zero")
+        if self.multiplier <= 0:
+            raise SettingsError("price rules: multiplier must be more than zero")
+        if self.ending is not None and not 0 <= self.ending < 1:
+            raise SettingsError("price rules: ending must be from 0.00 to 0.99 (e.g. 0.99)")
 
     def apply(self, price: Decimal) -> Decimal:
         value = price * self.currency_rate * self.multiplier + self.add
@@ -73,8 +91,21 @@ class ConnectionSettings:
     on_source_deleted: DeletedAction = "keep"  # B13
 
     def __post_init__(self) -> None:
+        # Settings come from JSON: a wrong type must be refused with a reason, not stored
+        # (a text buffer, or "yes" taken as true) nor fail later with a TypeError.
+        for name in ("count_authorized", "count_partially_paid", "count_pending"):
+            if not isinstance(getattr(self, name), bool):
+                raise SettingsError(f"{name} must be true or false")
+        if isinstance(self.safety_buffer, bool) or not isinstance(self.safety_buffer, int):
+            raise SettingsError("safety_buffer must be a whole number")
         if self.safety_buffer < 0:
             raise SettingsError("safety_buffer must be zero or more")
+        if self.on_hidden not in HIDDEN_ACTIONS:
+            raise SettingsError(f"on_hidden must be one of {HIDDEN_ACTIONS}")
+        if self.on_source_deleted not in DELETED_ACTIONS:
+            raise SettingsError(f"on_source_deleted must be one of {DELETED_ACTIONS}")
+        if not isinstance(self.price_rules, PriceRules):
+            raise SettingsError("price_rules must be a set of price rules")
         for name, mode in self.field_sync.items():
             if name not in SYNC_FIELDS:
                 raise SettingsError(f"unknown sync field {name!r}")
@@ -103,6 +134,9 @@ class ConnectionSettings:
         merged = _default_field_sync()
         merged.update(data.pop("field_sync", None) or {})
         rules_data = data.pop("price_rules", None) or {}
+        unknown_rules = set(rules_data) - set(PRICE_RULE_FIELDS)
+        if unknown_rules:  # a misspelt rule must not be dropped silently
+            raise SettingsError(f"unknown price rules: {', '.join(sorted(unknown_rules))}")
         try:
             rules = PriceRules(
                 currency_rate=Decimal(str(rules_data.get("currency_rate", "1"))),

@@ -1,13 +1,21 @@
-"""Inbound events: recorded once in the inbox, their state change and jobs in the same
-transaction (the data path's first step, before the platform is answered)."""
+"""Inbound events: recorded once in the inbox, with their state change and jobs, in one
+transaction, before the platform is answered (the first step of the data path).
+
+Webhooks arrive concurrently; :class:`Ingestor` gathers those in flight into one transaction
+(group commit) and :func:`ingest_many` handles a batch with a fixed number of statements, so
+that SQLite's single writer is not the bottleneck. Each caller still gets its own result, and
+only after the transaction holding its event has committed."""
 
 from __future__ import annotations
 
+import asyncio
 import json
-from dataclasses import dataclass
-from typing import Literal
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
-from sqlalchemy import update
+from sqlalchemy import select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from stocksync.domain.codec import encode_event
@@ -22,16 +30,19 @@ from stocksync.domain.events import (
 )
 from stocksync.domain.levels import plausible_quantity
 from stocksync.engine import crash, schedule
-from stocksync.engine.inventory import (
-    links_of_source_items,
-    mark_destination_drift,
-    mark_source_dirty,
-)
-from stocksync.engine.records import StoreRecord, find_store
+from stocksync.engine.inventory import mark_pending, mark_source_dirty
+from stocksync.engine.records import StoreRecord
 from stocksync.engine.runtime import Runtime
-from stocksync.storage import activity
-from stocksync.storage.sql import insert_ignore
-from stocksync.storage.tables import inbox
+from stocksync.storage.activity import utcnow
+from stocksync.storage.sql import insert_many_ignore
+from stocksync.storage.tables import (
+    activity_log,
+    connections,
+    inbox,
+    stores,
+    sync_state,
+    variant_links,
+)
 
 Outcome = Literal["recorded", "duplicate", "unknown_store", "ignored", "rejected"]
 
@@ -40,6 +51,22 @@ Outcome = Literal["recorded", "duplicate", "unknown_store", "ignored", "rejected
 class IngestResult:
     outcome: Outcome
     inbox_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """One delivery: ``event`` is the adapter's reading of ``payload`` (None if unreadable)."""
+
+    platform: str
+    store_ref: str
+    event_id: str
+    topic: str
+    event: InboundEvent | None
+    payload: str | bytes
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.platform, self.store_ref, self.event_id)
 
 
 async def ingest(
@@ -52,129 +79,321 @@ async def ingest(
     event: InboundEvent | None,
     payload: str | bytes,
 ) -> IngestResult:
-    """Record one delivery. A repeated ``event_id`` is a duplicate and has no second effect.
-
-    ``event`` is the adapter's reading of ``payload``; None when the payload could not be read
-    (it is kept for inspection and reported)."""
-    text = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else payload
-    async with rt.db.begin() as conn:
-        row = await insert_ignore(
-            conn,
-            inbox,
-            {
-                "platform": platform,
-                "store_ref": store_ref,
-                "event_id": event_id,
-                "topic": topic,
-                "payload": text,
-                "event": encode_event(event) if event is not None else None,
-                "status": "pending",
-                "received_at": rt.clock(),
-            },
-            conflict=("platform", "store_ref", "event_id"),
-            returning=("id",),
-        )
-        if row is None:
-            return IngestResult("duplicate")
-        inbox_id: int = row[0]
-        store = await find_store(conn, platform, store_ref)
-        if store is None:
-            await _finish(conn, inbox_id, "ignored", "unknown store")
-            await activity.record(
-                conn,
-                store_id=None,
-                level="warning",
-                kind="unknown_store",
-                message=f"a {topic} event arrived for {store_ref}, which is not installed; "
-                "it was ignored",
-                details={"platform": platform, "store": store_ref, "event_id": event_id},
-            )
-            return IngestResult("unknown_store", inbox_id)
-        if event is None:
-            await _finish(conn, inbox_id, "failed", "unreadable payload")
-            await activity.record(
-                conn,
-                store_id=store.id,
-                level="error",
-                kind="event_unreadable",
-                message=f"a {topic} event could not be read and was not applied",
-                details={"event_id": event_id, "inbox_id": inbox_id},
-            )
-            return IngestResult("rejected", inbox_id)
-        outcome = await _dispatch(rt, conn, store, inbox_id, topic, event)
-        crash.point("ingest.before_commit")
-        return IngestResult(outcome, inbox_id)
-
-
-async def _dispatch(
-    rt: Runtime,
-    conn: AsyncConnection,
-    store: StoreRecord,
-    inbox_id: int,
-    topic: str,
-    event: InboundEvent,
-) -> Outcome:
-    if store.status != "active":
-        await _finish(conn, inbox_id, "ignored", f"store is {store.status}")
-        return "ignored"
-    if isinstance(event, LevelChanged):
-        return await _level_changed(rt, conn, store, inbox_id, event)
-    if isinstance(event, OrderSeen | OrderEdited | RefundSeen):
-        order_id = event.order.id if isinstance(event, OrderSeen) else event.order_id
-        await schedule.process_event(rt, conn, inbox_id, store.id, order_id)
-        return "recorded"
-    if isinstance(event, ProductChanged | ProductDeleted):
-        # Product detail sync and source deletions are handled by the catalog; until a
-        # handler is registered the event is kept, marked, and visible.
-        await _finish(conn, inbox_id, "ignored", "product events are not synced yet")
-        return "ignored"
-    await _finish(conn, inbox_id, "ignored", f"unhandled topic {topic}")
-    return "ignored"
-
-
-async def _level_changed(
-    rt: Runtime, conn: AsyncConnection, store: StoreRecord, inbox_id: int, event: LevelChanged
-) -> Outcome:
-    if event.available is not None and not plausible_quantity(event.available):
-        await activity.record(
-            conn,
-            store_id=store.id,
-            level="warning",
-            kind="implausible_level",
-            message=f"{store.name} reported {event.available} units of item {event.item_id}; "
-            "the level will be read again instead of trusted",
-            details={"item_id": event.item_id, "location": event.location_id},
-        )
-    handled = False
-    if store.is_source and await links_of_source_items(conn, store.id, [event.item_id]):
-        await mark_source_dirty(rt, conn, store.id, [event.item_id])
-        handled = True
-    if store.is_destination:
-        verdict = await mark_destination_drift(
-            rt, conn, store.id, event.item_id, event.location_id, event.available
-        )
-        handled = handled or verdict != "unlinked"
-    if not handled:
-        await _finish(conn, inbox_id, "ignored", "item not linked")
-        await activity.record(
-            conn,
-            store_id=store.id,
-            level="info",
-            kind="event_ignored",
-            message=f"a stock change of item {event.item_id} was ignored: it is not linked",
-            details={"item_id": event.item_id, "location": event.location_id},
-        )
-        return "ignored"
-    await _finish(conn, inbox_id, "processed", None)
-    return "recorded"
-
-
-async def _finish(conn: AsyncConnection, inbox_id: int, status: str, error: str | None) -> None:
-    await conn.execute(
-        update(inbox)
-        .where(inbox.c.id == inbox_id)
-        .values(status=status, error=error, processed_at=activity.utcnow())
+    """Record one delivery. A repeated ``event_id`` is a duplicate and has no second effect."""
+    (result,) = await ingest_many(
+        rt, [Inbound(platform, store_ref, event_id, topic, event, payload)]
     )
+    return result
+
+
+async def ingest_many(rt: Runtime, batch: Sequence[Inbound]) -> list[IngestResult]:
+    """Record a batch of deliveries in one transaction; results in the batch's order."""
+    async with rt.db.begin() as conn:
+        results = await _Batch(rt, conn).run(batch)
+        crash.point("ingest.before_commit")
+    return results
+
+
+@dataclass
+class _Batch:
+    rt: Runtime
+    conn: AsyncConnection
+    statuses: dict[int, tuple[str, str | None]] = field(default_factory=dict)
+    activities: list[dict[str, Any]] = field(default_factory=list)
+
+    def note(
+        self,
+        store_id: int | None,
+        level: str,
+        kind: str,
+        message: str,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        self.activities.append(
+            {
+                "store_id": store_id,
+                "at": utcnow(),
+                "level": level,
+                "kind": kind,
+                "message": message,
+                "details": details or {},
+                "retry": None,
+            }
+        )
+
+    async def run(self, batch: Sequence[Inbound]) -> list[IngestResult]:
+        now = self.rt.clock()
+        first: dict[tuple[str, str, str], Inbound] = {}
+        for item in batch:
+            first.setdefault(item.key, item)
+        rows = await insert_many_ignore(
+            self.conn,
+            inbox,
+            [
+                {
+                    "platform": i.platform,
+                    "store_ref": i.store_ref,
+                    "event_id": i.event_id,
+                    "topic": i.topic,
+                    "payload": _text(i.payload),
+                    "event": encode_event(i.event) if i.event is not None else None,
+                    "status": "pending",
+                    "received_at": now,
+                }
+                for i in first.values()
+            ],
+            conflict=("platform", "store_ref", "event_id"),
+            returning=("id", "platform", "store_ref", "event_id"),
+        )
+        new_ids = {(r[1], r[2], r[3]): int(r[0]) for r in rows}
+        known = await self._stores({(i.platform, i.store_ref) for i in first.values()})
+        outcomes: dict[tuple[str, str, str], Outcome] = {}
+        levels: list[tuple[StoreRecord, int, LevelChanged]] = []
+        for key, item in first.items():
+            inbox_id = new_ids.get(key)
+            if inbox_id is None:
+                outcomes[key] = "duplicate"
+                continue
+            store = known.get((item.platform, item.store_ref))
+            if store is None:
+                self.statuses[inbox_id] = ("ignored", "unknown store")
+                self.note(
+                    None,
+                    "warning",
+                    "unknown_store",
+                    f"a {item.topic} event arrived for {item.store_ref}, which is not "
+                    "installed; it was ignored",
+                    {"platform": item.platform, "store": item.store_ref, "event": item.event_id},
+                )
+                outcomes[key] = "unknown_store"
+            elif item.event is None:
+                self.statuses[inbox_id] = ("failed", "unreadable payload")
+                self.note(
+                    store.id,
+                    "error",
+                    "event_unreadable",
+                    f"a {item.topic} event could not be read and was not applied",
+                    {"event_id": item.event_id, "inbox_id": inbox_id},
+                )
+                outcomes[key] = "rejected"
+            elif store.status != "active":
+                self.statuses[inbox_id] = ("ignored", f"store is {store.status}")
+                outcomes[key] = "ignored"
+            elif isinstance(item.event, LevelChanged):
+                levels.append((store, inbox_id, item.event))
+                outcomes[key] = "recorded"
+            elif isinstance(item.event, OrderSeen | OrderEdited | RefundSeen):
+                ev = item.event
+                order_id = ev.order.id if isinstance(ev, OrderSeen) else ev.order_id
+                await schedule.process_event(self.rt, self.conn, inbox_id, store.id, order_id)
+                outcomes[key] = "recorded"
+            elif isinstance(item.event, ProductChanged | ProductDeleted):
+                # Product detail sync and source deletions belong to the catalog; until that
+                # handler exists the event is kept and marked, visible in the inbox.
+                self.statuses[inbox_id] = ("ignored", "product events are not synced yet")
+                outcomes[key] = "ignored"
+            else:
+                self.statuses[inbox_id] = ("ignored", f"unhandled topic {item.topic}")
+                outcomes[key] = "ignored"
+        ignored = await self._levels(levels)
+        for key, inbox_id in new_ids.items():
+            if inbox_id in ignored:
+                outcomes[key] = "ignored"
+        await self._flush_statuses()
+        if self.activities:
+            await self.conn.execute(activity_log.insert(), self.activities)
+        results: list[IngestResult] = []
+        seen: set[tuple[str, str, str]] = set()
+        for item in batch:
+            if item.key in seen:
+                results.append(IngestResult("duplicate"))
+                continue
+            seen.add(item.key)
+            results.append(IngestResult(outcomes[item.key], new_ids.get(item.key)))
+        return results
+
+    async def _stores(self, refs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], StoreRecord]:
+        refs = list(refs)
+        rows = await self.conn.execute(
+            select(stores).where(tuple_(stores.c.platform, stores.c.external_id).in_(refs))
+        )
+        found = [StoreRecord.from_row(r) for r in rows]
+        return {(s.platform, s.external_id): s for s in found}
+
+    async def _levels(self, levels: list[tuple[StoreRecord, int, LevelChanged]]) -> set[int]:
+        """Mark source items dirty and destination drift pending; returns ignored inbox ids."""
+        if not levels:
+            return set()
+        for store, _id, ev in levels:
+            if ev.available is not None and not plausible_quantity(ev.available):
+                self.note(
+                    store.id,
+                    "warning",
+                    "implausible_level",
+                    f"{store.name} reported {ev.available} units of item {ev.item_id}; the "
+                    "level will be read again instead of trusted",
+                    {"item_id": ev.item_id, "location": ev.location_id},
+                )
+        handled: set[int] = set()
+        sources = [(s, i, e) for s, i, e in levels if s.is_source]
+        if sources:
+            pairs = {(s.id, e.item_id) for s, _, e in sources}
+            linked = {
+                (r[0], r[1])
+                for r in await self.conn.execute(
+                    select(variant_links.c.source_store_id, variant_links.c.source_item_id)
+                    .join(connections, connections.c.id == variant_links.c.connection_id)
+                    .where(
+                        tuple_(variant_links.c.source_store_id, variant_links.c.source_item_id).in_(
+                            list(pairs)
+                        ),
+                        variant_links.c.status == "active",
+                        # Paused too: a paused connection's source level is still read (only
+                        # writes stop), or resuming would write the level from before (B4).
+                        connections.c.status.in_(("active", "paused")),
+                    )
+                    .distinct()
+                )
+            }
+            dirty: dict[int, list[str]] = defaultdict(list)
+            for store, inbox_id, ev in sources:
+                if (store.id, ev.item_id) in linked:
+                    dirty[store.id].append(ev.item_id)
+                    handled.add(inbox_id)
+            for store_id, items in dirty.items():
+                await mark_source_dirty(self.rt, self.conn, store_id, items)
+        dests = [(s, i, e) for s, i, e in levels if s.is_destination]
+        if dests:
+            handled |= await self._destination_levels(dests)
+        ignored: set[int] = set()
+        unlinked: dict[int, list[str]] = defaultdict(list)
+        names: dict[int, str] = {}
+        for store, inbox_id, ev in levels:
+            if inbox_id in handled:
+                self.statuses[inbox_id] = ("processed", None)
+            else:
+                ignored.add(inbox_id)
+                self.statuses[inbox_id] = ("ignored", "item not linked")
+                unlinked[store.id].append(ev.item_id)
+                names[store.id] = store.name
+        for store_id, items in unlinked.items():
+            self.note(
+                store_id,
+                "info",
+                "event_ignored",
+                f"{len(items)} stock change(s) on {names[store_id]} ignored: the items are not "
+                "linked to any other store",
+                {"item_ids": sorted(set(items))[:100]},
+            )
+        return ignored
+
+    async def _destination_levels(
+        self, dests: list[tuple[StoreRecord, int, LevelChanged]]
+    ) -> set[int]:
+        """Our own write coming back (an echo) is recognised by comparing with the level we
+        last wrote; anything else (a sale, a manual change) schedules the variant to be set
+        back to the source's level (B15, B18)."""
+        pairs = {(s.id, e.item_id) for s, _, e in dests}
+        rows = (
+            await self.conn.execute(
+                select(
+                    variant_links.c.connection_id,
+                    variant_links.c.id,
+                    variant_links.c.destination_store_id,
+                    variant_links.c.destination_item_id,
+                    connections.c.receiving_location,
+                    sync_state.c.last_written,
+                )
+                .join(connections, connections.c.id == variant_links.c.connection_id)
+                .outerjoin(
+                    sync_state,
+                    (sync_state.c.store_id == variant_links.c.destination_store_id)
+                    & (sync_state.c.item_id == variant_links.c.destination_item_id)
+                    & (sync_state.c.location == connections.c.receiving_location),
+                )
+                .where(
+                    tuple_(
+                        variant_links.c.destination_store_id, variant_links.c.destination_item_id
+                    ).in_(list(pairs)),
+                    variant_links.c.status == "active",
+                    connections.c.status == "active",
+                )
+            )
+        ).all()
+        by_pair: dict[tuple[int, str], list[Any]] = defaultdict(list)
+        for r in rows:
+            by_pair[(r[2], r[3])].append(r)
+        handled: set[int] = set()
+        pending: dict[tuple[int, int, int], None] = {}
+        for store, inbox_id, ev in dests:
+            for r in by_pair.get((store.id, ev.item_id), []):
+                if r[4] != ev.location_id:
+                    continue
+                handled.add(inbox_id)
+                last_written = r[5]
+                if ev.available is not None and last_written == ev.available:
+                    continue  # an echo of our own write
+                pending[(r[0], r[1], store.id)] = None
+        await mark_pending(self.rt, self.conn, list(pending), force_read=True)
+        return handled
+
+    async def _flush_statuses(self) -> None:
+        groups: dict[tuple[str, str | None], list[int]] = defaultdict(list)
+        for inbox_id, outcome in self.statuses.items():
+            groups[outcome].append(inbox_id)
+        now = utcnow()
+        for (status, error), ids in groups.items():
+            await self.conn.execute(
+                update(inbox)
+                .where(inbox.c.id.in_(ids))
+                .values(status=status, error=error, processed_at=now)
+            )
+
+
+def _text(payload: str | bytes) -> str:
+    return payload.decode("utf-8", "replace") if isinstance(payload, bytes) else payload
+
+
+class Ingestor:
+    """Group commit: deliveries submitted while a transaction is being written are gathered
+    into the next one. ``submit`` returns once the delivery's transaction has committed."""
+
+    def __init__(self, rt: Runtime, max_batch: int = 500, linger: float = 0.003) -> None:
+        self.rt = rt
+        self.max_batch = max_batch
+        # How long a small batch waits for company before its transaction starts: a few
+        # milliseconds of latency buy batches of dozens under load.
+        self.linger = linger
+        self._waiting: list[tuple[Inbound, asyncio.Future[IngestResult]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def submit(self, item: Inbound) -> IngestResult:
+        future: asyncio.Future[IngestResult] = asyncio.get_running_loop().create_future()
+        self._waiting.append((item, future))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write())
+        return await future
+
+    async def _write(self) -> None:
+        while self._waiting:
+            if len(self._waiting) < self.max_batch and self.linger > 0:
+                await asyncio.sleep(self.linger)
+            taken, self._waiting = (
+                self._waiting[: self.max_batch],
+                self._waiting[self.max_batch :],
+            )
+            try:
+                results = await ingest_many(self.rt, [item for item, _ in taken])
+            except BaseException as exc:  # every waiter learns of the failure
+                for _, future in taken:
+                    if not future.done():
+                        future.set_exception(exc)
+                if not isinstance(exc, Exception):
+                    raise
+                continue
+            for (_, future), result in zip(taken, results, strict=True):
+                if not future.done():
+                    future.set_result(result)
 
 
 def payload_of(event: InboundEvent) -> str:

@@ -25,7 +25,7 @@ from stocksync.domain.orders import (
     refund_natural_key,
     restock_units,
 )
-from stocksync.domain.ports import OrderSnapshot, Refund
+from stocksync.domain.ports import AuthError, OrderSnapshot, PermanentPlatformError, Refund
 from stocksync.engine import crash, schedule
 from stocksync.engine.inventory import mark_source_dirty, shared_locations
 from stocksync.engine.records import StoreRecord, find_store, load_store
@@ -548,7 +548,16 @@ async def apply_ledger(rt: Runtime, store_id: int) -> int:
             placed = {r[0]: r[3] for r in rows}
         for ledger_id, item, delta, _loc, key in rows:
             location = placed[ledger_id]
-            await platform.adjust_level(item, location, int(delta), key)
+            try:
+                await platform.adjust_level(item, location, int(delta), key)
+            except PermanentPlatformError as exc:
+                if isinstance(exc, AuthError):
+                    raise  # the whole store is unreachable: retry later, as before
+                # This row can never apply (an item deleted at the source, a location gone):
+                # set it aside and report it, or it would block every later change of this
+                # source, since rows are applied in order (B22, B23).
+                await _set_aside(rt, store, ledger_id, item, int(delta), exc)
+                continue
             crash.point("apply.after_adjust")
             async with rt.db.begin() as conn:
                 result = await conn.execute(
@@ -565,6 +574,31 @@ async def apply_ledger(rt: Runtime, store_id: int) -> int:
                 crash.point("apply.before_commit")
         if len(rows) < 50:
             return applied
+
+
+async def _set_aside(
+    rt: Runtime, store: StoreRecord, ledger_id: int, item: str, delta: int, exc: Exception
+) -> None:
+    change = (
+        f"a sale of {-delta} unit{'s' if delta != -1 else ''}"
+        if delta < 0
+        else f"a restock of {delta} unit{'s' if delta != 1 else ''}"
+    )
+    async with rt.db.begin() as conn:
+        await conn.execute(
+            update(ledger)
+            .where(ledger.c.id == ledger_id, ledger.c.status == "pending")
+            .values(status="failed")
+        )
+        await activity.record(
+            conn,
+            store_id=store.id,
+            level="error",
+            kind="ledger_failed",
+            message=f"{change} of item {item} could not be applied to {store.name}: {exc}; "
+            "it was set aside so that other changes go on",
+            details={"ledger_id": ledger_id, "item_id": item, "delta": delta},
+        )
 
 
 async def _remember_sale_location(conn: AsyncConnection, ledger_id: int, location: str) -> None:

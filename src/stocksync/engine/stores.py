@@ -41,6 +41,11 @@ class RateLimitedError(StoreError):
         self.retry_after = retry_after
 
 
+class WrongKeyError(StoreError):
+    """The key matches no source store. The failed attempt was written in the caller's
+    transaction, which must still commit it (see :func:`connect_by_key`)."""
+
+
 @dataclass(frozen=True)
 class Roles:
     source: bool
@@ -252,7 +257,7 @@ async def connect(
     )
     if source_row is None:
         await conn.execute(key_attempts.insert().values(actor=actor, at=now, success=False))
-        raise StoreError(
+        raise WrongKeyError(
             "this key does not match any source store; check it on the source's dashboard "
             "(it may have been rotated)"
         )
@@ -311,6 +316,38 @@ async def connect(
     record = await load_connection(conn, connection_id)
     assert record is not None
     return record
+
+
+async def connect_by_key(
+    rt: Runtime,
+    *,
+    destination_store_id: int,
+    key: str,
+    actor: str | None = None,
+    receiving_location: str | None = None,
+    settings: ConnectionSettings | None = None,
+    policy: KeyAttemptPolicy = KeyAttemptPolicy(),  # noqa: B008 (immutable)
+) -> ConnectionRecord:
+    """:func:`connect` in a transaction of its own, for a destination entering a key.
+
+    A wrong key's failed attempt is committed although the connection is refused: in the
+    caller's transaction it would be rolled back with the error, and repeated wrong keys would
+    never be rate-limited (B2)."""
+    async with rt.db.begin() as conn:
+        try:
+            return await connect(
+                rt,
+                conn,
+                destination_store_id=destination_store_id,
+                key=key,
+                actor=actor,
+                receiving_location=receiving_location,
+                settings=settings,
+                policy=policy,
+            )
+        except WrongKeyError as exc:
+            refused = exc  # leave the block normally, so that the attempt is committed
+    raise refused
 
 
 def _aware(value: datetime) -> datetime:

@@ -20,6 +20,11 @@ How a job moves:
   to ``todo`` with a backoff. Every outcome is guarded by (worker, attempt): a worker that
   lost its lease cannot overwrite what the new owner did.
 
+Stopping: a cancelled worker (the CLI and the web app cancel it on SIGINT and at shutdown)
+cancels its handlers and hands their jobs back at once. A worker that dies without that
+(SIGKILL, a crash, SIGTERM left to its default action) leaves its jobs to their lease: they run
+again once it expires, within ``lease_seconds``.
+
 History: succeeded jobs are kept for ``succeeded_retention`` (default one hour, for counts,
 the dashboard and debugging) and then deleted by the workers, at most once a minute, so the
 table stays small and the fetch stays fast. Failed jobs are the dead-letter queue and are
@@ -95,7 +100,9 @@ def _aware(value: datetime) -> datetime:
 
 
 @dataclass(frozen=True)
-class _Job:
+class FetchedJob:
+    """A job a worker has just taken (status doing, leased to it)."""
+
     id: int
     task: str
     args: dict[str, Any]
@@ -241,7 +248,7 @@ class EmbeddedJobQueue:
                 text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_FETCH_LOCK_KEY}
             )
 
-    async def fetch(self, worker: str) -> _Job | None:
+    async def fetch(self, worker: str) -> FetchedJob | None:
         """Take the next runnable job for ``worker`` (marked doing, leased), or None."""
         now = self._now()
         async with self.engine.begin() as conn:
@@ -260,7 +267,7 @@ class EmbeddedJobQueue:
                     attempts=jobs.c.attempts + 1,
                 )
             )
-        return _Job(
+        return FetchedJob(
             id=row.id,
             task=row.task,
             args=dict(row.args),
@@ -298,7 +305,7 @@ class EmbeddedJobQueue:
     # -- outcomes --------------------------------------------------------------------------
 
     @staticmethod
-    def _owned(job: _Job, worker: str) -> ColumnElement[bool]:
+    def _owned(job: FetchedJob, worker: str) -> ColumnElement[bool]:
         return and_(
             jobs.c.id == job.id,
             jobs.c.status == "doing",
@@ -306,7 +313,7 @@ class EmbeddedJobQueue:
             jobs.c.attempts == job.attempts,
         )
 
-    async def _record_success(self, job: _Job, worker: str) -> None:
+    async def _record_success(self, job: FetchedJob, worker: str) -> None:
         async with self.engine.begin() as conn:
             result = await conn.execute(
                 update(jobs)
@@ -320,7 +327,7 @@ class EmbeddedJobQueue:
                 extra={"job_id": job.id, "task": job.task, "worker": worker},
             )
 
-    async def _record_failure(self, job: _Job, worker: str, exc: Exception) -> None:
+    async def _record_failure(self, job: FetchedJob, worker: str, exc: Exception) -> None:
         error = describe_error(exc)
         now = self._now()
         final = is_final(exc, job.attempts, job.max_attempts)
@@ -385,7 +392,7 @@ class EmbeddedJobQueue:
                 len(job_ids) - result.rowcount,
             )
 
-    async def _release(self, worker: str, running: list[_Job]) -> None:
+    async def _release(self, worker: str, running: list[FetchedJob]) -> None:
         """Hand interrupted jobs back at once: lease expired now, the interrupted run uncounted."""
         now = self._now()
         async with self.engine.begin() as conn:
@@ -414,7 +421,7 @@ class EmbeddedJobQueue:
     async def _execute(
         self,
         registry: TaskRegistry,
-        job: _Job,
+        job: FetchedJob,
         worker: str,
         outcomes: set[asyncio.Task[None]],
     ) -> None:
@@ -444,7 +451,9 @@ class EmbeddedJobQueue:
                 job.id,
             )
 
-    async def _heartbeat(self, worker: str, running: Mapping[asyncio.Task[None], _Job]) -> None:
+    async def _heartbeat(
+        self, worker: str, running: Mapping[asyncio.Task[None], FetchedJob]
+    ) -> None:
         interval = self.lease.total_seconds() / 3
         while True:
             await asyncio.sleep(interval)
@@ -490,7 +499,7 @@ class EmbeddedJobQueue:
         worker = name or default_worker_name()
         wakeup = asyncio.Event()
         self._wakeups.add(wakeup)
-        running: dict[asyncio.Task[None], _Job] = {}
+        running: dict[asyncio.Task[None], FetchedJob] = {}
         outcomes: set[asyncio.Task[None]] = set()
 
         def finished(task: asyncio.Task[None]) -> None:
@@ -536,7 +545,7 @@ class EmbeddedJobQueue:
     async def _shutdown(
         self,
         worker: str,
-        running: dict[asyncio.Task[None], _Job],
+        running: dict[asyncio.Task[None], FetchedJob],
         outcomes: set[asyncio.Task[None]],
         heartbeat: asyncio.Task[None],
     ) -> None:

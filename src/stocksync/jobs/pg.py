@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -60,6 +61,7 @@ logger = logging.getLogger(__name__)
 
 # Different from the embedded queue's fetch lock; only has to be unique in the database.
 _SCHEMA_LOCK_KEY = 0x53_74_6F_64
+_PRUNE_EVERY_SECONDS = 60.0
 
 
 def procrastinate_schema_sql() -> str:
@@ -228,6 +230,7 @@ class ProcrastinateJobQueue:
         sweep_interval: float | None = None,
         drain_horizon: float = 1.0,
         shutdown_graceful_timeout: float = 0.0,
+        succeeded_retention_hours: int = 1,
         pool_max_size: int = 8,
     ) -> None:
         if max_attempts < 1:
@@ -245,6 +248,7 @@ class ProcrastinateJobQueue:
         self.sweep_interval = sweep_interval or stalled_worker_timeout / 3
         self.drain_horizon = drain_horizon
         self.shutdown_graceful_timeout = shutdown_graceful_timeout
+        self.succeeded_retention_hours = succeeded_retention_hours
         self.pool_max_size = pool_max_size
         self.retry_strategy = BackoffRetryStrategy(max_attempts, self.backoff)
 
@@ -285,7 +289,8 @@ class ProcrastinateJobQueue:
 
     # -- the procrastinate app -------------------------------------------------------------
 
-    def _app(self, registry: TaskRegistry) -> procrastinate.App:
+    def build_app(self, registry: TaskRegistry) -> procrastinate.App:
+        """A procrastinate App running ``registry``'s handlers (not opened yet)."""
         app = procrastinate.App(
             connector=procrastinate.PsycopgConnector(
                 conninfo=self.conninfo, min_size=1, max_size=self.pool_max_size
@@ -407,9 +412,17 @@ class ProcrastinateJobQueue:
         return True
 
     async def _sweep_forever(self, app: procrastinate.App) -> None:
+        last_prune = float("-inf")
         while True:
             try:
                 await self.sweep_stalled(app)
+                # The history of succeeded jobs stays bounded, as in the embedded queue;
+                # failed jobs are the dead-letter queue and stay.
+                if time.monotonic() - last_prune >= _PRUNE_EVERY_SECONDS:
+                    last_prune = time.monotonic()
+                    await app.job_manager.delete_old_jobs(
+                        nb_hours=self.succeeded_retention_hours, queue=self.queue_name
+                    )
             except (SQLAlchemyError, ConnectorException):
                 logger.exception("stalled-job sweep failed; trying again later")
             await asyncio.sleep(self.sweep_interval)
@@ -455,7 +468,7 @@ class ProcrastinateJobQueue:
         name: str | None,
         until: Callable[[Worker], Coroutine[Any, Any, None]] | None,
     ) -> None:
-        app = self._app(registry)
+        app = self.build_app(registry)
         async with app.open_async():
             worker = Worker(
                 app=app,
@@ -485,6 +498,10 @@ class ProcrastinateJobQueue:
             for result in results:
                 if isinstance(result, Exception):
                     raise result
+            if until is None:
+                # Only procrastinate stops a worker nobody asked to stop: one of its side
+                # tasks (listener, heartbeat) failed. Say so, so that a supervisor restarts.
+                raise RuntimeError("the procrastinate worker stopped; see the log for why")
 
     async def run_worker(
         self,

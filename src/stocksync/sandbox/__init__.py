@@ -38,6 +38,9 @@ What is emulated
   reordered, and an unreachable shop; an admin endpoint (`/_sandbox/...`) reports per
   shop requests served, points spent, throttled answers and webhooks sent, dropped and
   duplicated.
+- One clock for everything time-based (buckets, webhook retries, bulk runs, timestamps):
+  real time, real time sped up (`--time-scale`), or stopped and moved by hand
+  (`ManualClock`; `--manual-clock` with `POST /_sandbox/clock {"seconds": N}`).
 - A seeded catalog generator (titles, tags including `stocksync-hidden`, SKUs with
   optional duplicates and blanks, images, prices, stock, some untracked variants).
 
@@ -54,6 +57,10 @@ Known differences from Shopify
   rules (mandatory changeFromQuantity and idempotency keys) are not enforced.
 - Query cost counts connection wrappers (edges, nodes, pageInfo) in the connection's 2;
   mutations cost 10 regardless of the fields they return.
+- `orderCreate` without `financialStatus` gives PENDING; `transactions`, customers,
+  addresses, discounts, shipping and taxes are not accepted.
+- A product created with `productCreate` keeps one variant (each option's first value);
+  `REMOVE_STANDALONE_VARIANT` replaces it, as on Shopify since 2024-04.
 - No REST Admin API, no storefront, no metafields, no customers, no draft orders, no
   markets, no multi-currency; money is USD.
 

@@ -98,25 +98,36 @@ class BulkOperations:
     def find(self, shop: Shop, op_id: int) -> BulkOperation | None:
         return next((op for op in self.by_shop.get(shop.domain, []) if op.id == op_id), None)
 
-    def run_query(self, shop: Shop, query: str, version: str) -> tuple[BulkOperation | None, list[dict[str, Any]]]:
+    def run_query(
+        self, shop: Shop, query: str, version: str
+    ) -> tuple[BulkOperation | None, list[dict[str, Any]]]:
         from stocksync.sandbox.schema import schema_for
 
         current = self.current(shop)
         if current is not None and current.status in ("CREATED", "RUNNING"):
-            return None, [{
-                "field": ["query"], "code": "OPERATION_IN_PROGRESS",
-                "message": f"A bulk query operation for this app and shop is already in "
-                           f"progress: {current.gid}.",
-            }]
+            return None, [
+                {
+                    "field": ["query"],
+                    "code": "OPERATION_IN_PROGRESS",
+                    "message": f"A bulk query operation for this app and shop is already in "
+                    f"progress: {current.gid}.",
+                }
+            ]
         try:
             document = parse(query)
         except Exception as exc:  # a syntax error is a user error, not a crash
-            return None, [{"field": ["query"], "code": "INVALID", "message": f"Invalid bulk query: {exc}"}]
+            return None, [
+                {"field": ["query"], "code": "INVALID", "message": f"Invalid bulk query: {exc}"}
+            ]
         errors = validate(schema_for(version), document)
         ops = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
         if errors or len(ops) != 1 or ops[0].operation != OperationType.QUERY:
-            message = errors[0].message if errors else "Bulk queries must contain one query operation"
-            return None, [{"field": ["query"], "code": "INVALID", "message": f"Invalid bulk query: {message}"}]
+            message = (
+                errors[0].message if errors else "Bulk queries must contain one query operation"
+            )
+            return None, [
+                {"field": ["query"], "code": "INVALID", "message": f"Invalid bulk query: {message}"}
+            ]
         op = BulkOperation(shop.ids(), shop.domain, query, self.sandbox.clock.now(), version)
         self.by_shop.setdefault(shop.domain, []).append(op)
         op.status = "RUNNING"
@@ -143,6 +154,7 @@ class BulkOperations:
             op.status = "COMPLETED"
         op.completed_at = self.sandbox.clock.now()
         self.sandbox.webhooks.on_event(
-            shop, "bulk_operations/finish",
+            shop,
+            "bulk_operations/finish",
             bulk_finish_payload(op.gid, op.status, op.created_at, op.completed_at, op.error_code),
         )

@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 
+from stocksync.sandbox.clock import ManualClock
 from stocksync.sandbox.config import SandboxConfig, ShopSpec, build_sandbox, load_config
 from stocksync.sandbox.faults import parse_cli_fault
 from stocksync.sandbox.manifest import write_manifest
@@ -29,8 +30,10 @@ def sandbox_command(
     ] = None,
     shop: Annotated[
         list[str] | None,
-        typer.Option(help="A shop to create, NAME or NAME:TOKEN (repeatable). "
-                          "Default: 'source' and 'destination' when no shop is configured."),
+        typer.Option(
+            help="A shop to create, NAME or NAME:TOKEN (repeatable). "
+            "Default: 'source' and 'destination' when no shop is configured."
+        ),
     ] = None,
     locations: Annotated[
         str, typer.Option(help="Comma-separated location names for shops given with --shop.")
@@ -57,12 +60,20 @@ def sandbox_command(
     ] = None,
     fault: Annotated[
         list[str] | None,
-        typer.Option(help="SHOP:NAME=VALUE, e.g. source:latency_ms=50, "
-                          "source:error_5xx=0.05, destination:webhook_drop.next=2 (repeatable)."),
+        typer.Option(
+            help="SHOP:NAME=VALUE, e.g. source:latency_ms=50, "
+            "source:error_5xx=0.05, destination:webhook_drop.next=2 (repeatable)."
+        ),
     ] = None,
     time_scale: Annotated[
         float, typer.Option(help="How much faster than real time the sandbox clock runs.")
     ] = 1.0,
+    manual_clock: Annotated[
+        bool,
+        typer.Option(
+            help='Stop the clock: it moves only through POST /_sandbox/clock {"seconds": N}.'
+        ),
+    ] = False,
     throttling: Annotated[
         bool, typer.Option("--throttling/--no-throttling", help="Enforce rate limits.")
     ] = True,
@@ -95,17 +106,27 @@ def sandbox_command(
         settings.app.shop_redact_url = privacy_url
     names = list(shop or ([] if settings.shops else DEFAULT_SHOPS))
     seed_spec = (
-        {"products": products, "variants": variants, "seed": seed + i + 1,
-         "duplicate_skus": duplicate_skus, "blank_skus": blank_skus}
+        {
+            "products": products,
+            "variants": variants,
+            "seed": seed + i + 1,
+            "duplicate_skus": duplicate_skus,
+            "blank_skus": blank_skus,
+        }
         for i in range(len(names))
     )
     for entry, spec in zip(names, seed_spec, strict=True):
         name, _, token = entry.partition(":")
-        settings.shops.append(ShopSpec(
-            name=name, access_token=token or None,
-            locations=[x.strip() for x in locations.split(",") if x.strip()], plan=plan,
-            bucket_size=bucket_size, seed=spec if products else None,
-        ))
+        settings.shops.append(
+            ShopSpec(
+                name=name,
+                access_token=token or None,
+                locations=[x.strip() for x in locations.split(",") if x.strip()],
+                plan=plan,
+                bucket_size=bucket_size,
+                seed=spec if products else None,
+            )
+        )
     by_name = {s.name: s for s in settings.shops}
     for text in fault or []:
         try:
@@ -116,15 +137,16 @@ def sandbox_command(
             raise typer.BadParameter(f"unknown shop {shop_name!r}", param_hint="--fault")
         by_name[shop_name].faults[fault_name] = value
     try:
-        sandbox = build_sandbox(settings)
+        sandbox = build_sandbox(settings, ManualClock() if manual_clock else None)
     except (ValueError, TypeError) as exc:
         raise typer.BadParameter(str(exc)) from exc
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     asyncio.run(_serve(sandbox, settings.host, settings.port, manifest, log_level))
 
 
-async def _serve(sandbox: Sandbox, host: str, port: int, manifest: Path | None,
-                 log_level: str) -> None:
+async def _serve(
+    sandbox: Sandbox, host: str, port: int, manifest: Path | None, log_level: str
+) -> None:
     import uvicorn
 
     from stocksync.sandbox.server import _bound_port, _config, create_app

@@ -59,7 +59,9 @@ class ManualClock:
         self._elapsed = 0.0  # kept apart so that small steps do not drown in epoch seconds
         self._lock = threading.Lock()
         self._seq = itertools.count()
-        self._sleepers: list[tuple[float, int, asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self._sleepers: list[
+            tuple[float, int, asyncio.AbstractEventLoop, asyncio.Future[None]]
+        ] = []
 
     def now(self) -> float:
         return self._now

@@ -1,27 +1,27 @@
 """Sandbox configuration from a small TOML file.
 
-    [sandbox]
-    host = "127.0.0.1"
-    port = 8787
-    time_scale = 1.0
-    throttling = true
-    seed = 0
+[sandbox]
+host = "127.0.0.1"
+port = 8787
+time_scale = 1.0
+throttling = true
+seed = 0
 
-    [app]
-    client_id = "stocksync-sandbox-app"
-    client_secret = "sandbox-secret"
-    redirect_urls = ["http://127.0.0.1:8000/auth/callback"]
-    customers_data_request_url = "http://127.0.0.1:8000/webhooks/shopify"
+[app]
+client_id = "stocksync-sandbox-app"
+client_secret = "sandbox-secret"
+redirect_urls = ["http://127.0.0.1:8000/auth/callback"]
+customers_data_request_url = "http://127.0.0.1:8000/webhooks/shopify"
 
-    [[shops]]
-    name = "source"
-    access_token = "shpat_source"
-    locations = ["Warehouse", "Store"]
-    inactive_locations = ["Old depot"]
-    plan = "standard"            # standard, advanced, plus, enterprise
-    bucket_size = 2000
-    seed = { products = 20, variants = 3, duplicate_skus = 1, blank_skus = 1 }
-    faults = { latency_ms = 20, error_5xx = 0.01, webhook_duplicate = 0.05 }
+[[shops]]
+name = "source"
+access_token = "shpat_source"
+locations = ["Warehouse", "Store"]
+inactive_locations = ["Old depot"]
+plan = "standard"            # standard, advanced, plus, enterprise
+bucket_size = 2000
+seed = { products = 20, variants = 3, duplicate_skus = 1, blank_skus = 1 }
+faults = { latency_ms = 20, error_5xx = 0.01, webhook_duplicate = 0.05 }
 """
 
 from __future__ import annotations
@@ -75,14 +75,20 @@ def build_sandbox(config: SandboxConfig, clock: Any = None) -> Sandbox:
     from stocksync.sandbox.clock import ScaledClock
 
     sandbox = Sandbox(
-        clock=clock or ScaledClock(config.time_scale), app=config.app, seed=config.seed,
+        clock=clock or ScaledClock(config.time_scale),
+        app=config.app,
+        seed=config.seed,
         throttling=config.throttling,
     )
     for spec in config.shops:
         shop = sandbox.create_shop(
-            spec.name, access_token=spec.access_token, locations=spec.locations,
-            inactive_locations=spec.inactive_locations, plan=spec.plan,
-            bucket_size=spec.bucket_size, faults=spec.faults,
+            spec.name,
+            access_token=spec.access_token,
+            locations=spec.locations,
+            inactive_locations=spec.inactive_locations,
+            plan=spec.plan,
+            bucket_size=spec.bucket_size,
+            faults=spec.faults,
         )
         if spec.seed:
             seed_shop(shop, SeedSpec(**spec.seed))

@@ -4,10 +4,14 @@ Scalars and enums cost 0, an object 1, a connection 2 plus the number of objects
 (`first`/`last` for the requested cost, the real count for the actual cost) times the cost
 of each object's selection, and a mutation field 10. The connection's own wrappers (`edges`,
 `nodes`, `pageInfo`) are part of its fixed 2.
+
+A document is compiled once into a plan (the fields that cost something, with their sizes)
+so that pricing each request is a short walk, not a new pass over the schema.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from graphql import (
@@ -21,17 +25,19 @@ from graphql import (
     GraphQLObjectType,
     GraphQLOutputType,
     GraphQLSchema,
+    GraphQLUnionType,
     InlineFragmentNode,
+    IntValueNode,
     OperationDefinitionNode,
     OperationType,
     SelectionSetNode,
+    VariableNode,
     get_named_type,
     is_leaf_type,
-    value_from_ast_untyped,
 )
 
 MUTATION_COST = 10
-_WRAPPERS = ("edges", "nodes", "pageInfo", "cursor")
+OBJECT, LIST, CONNECTION = 0, 1, 2
 
 
 def select_operation(document: DocumentNode, name: str | None) -> OperationDefinitionNode | None:
@@ -41,24 +47,76 @@ def select_operation(document: DocumentNode, name: str | None) -> OperationDefin
     return ops[0] if len(ops) == 1 else None
 
 
-class CostCalculator:
-    def __init__(self, schema: GraphQLSchema, document: DocumentNode,
-                 variables: dict[str, Any] | None) -> None:
+@dataclass
+class FieldPlan:
+    key: str  # the response key (alias or name)
+    kind: int
+    size: int | str | None  # a literal, a variable name, or nothing
+    children: list[FieldPlan] = field(default_factory=list)
+
+    def size_value(self, variables: dict[str, Any]) -> int:
+        value = variables.get(self.size) if isinstance(self.size, str) else self.size
+        return int(value) if isinstance(value, int) else 0
+
+
+@dataclass
+class CostPlan:
+    mutation_fields: int
+    fields: list[FieldPlan]
+
+    def requested(self, variables: dict[str, Any] | None) -> int:
+        if self.mutation_fields:
+            return MUTATION_COST * self.mutation_fields
+        return _requested(self.fields, variables or {})
+
+    def actual(self, data: Any) -> int:
+        if self.mutation_fields:
+            return MUTATION_COST * self.mutation_fields
+        return _actual(self.fields, data)
+
+
+def _requested(fields: list[FieldPlan], variables: dict[str, Any]) -> int:
+    total = 0
+    for f in fields:
+        inner = 1 + _requested(f.children, variables)
+        if f.kind == OBJECT:
+            total += inner
+        elif f.kind == LIST:
+            total += max(1, f.size_value(variables)) * inner
+        else:
+            total += 2 + f.size_value(variables) * inner
+    return total
+
+
+def _actual(fields: list[FieldPlan], data: Any) -> int:
+    if not isinstance(data, dict):
+        return 0
+    total = 0
+    for f in fields:
+        value = data.get(f.key)
+        if value is None:
+            continue
+        if f.kind == OBJECT:
+            total += 1 + _actual(f.children, value)
+        elif f.kind == LIST:
+            total += sum(1 + _actual(f.children, v) for v in value if v is not None)
+        else:
+            if value.get("nodes") is not None:
+                items = value["nodes"]
+            else:
+                items = [e.get("node") for e in value.get("edges") or [] if isinstance(e, dict)]
+            total += 2 + sum(1 + _actual(f.children, v) for v in items if v is not None)
+    return total
+
+
+class _Compiler:
+    def __init__(self, schema: GraphQLSchema, document: DocumentNode) -> None:
         self.schema = schema
-        self.variables = variables or {}
         self.fragments = {
             d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
         }
 
-    def operation_cost(self, op: OperationDefinitionNode, data: Any = None,
-                       actual: bool = False) -> int:
-        if op.operation == OperationType.MUTATION:
-            return MUTATION_COST * sum(1 for _ in self._fields(op.selection_set))
-        root = self.schema.query_type
-        assert root is not None
-        return self._selection(root, op.selection_set, data, actual)
-
-    def _fields(self, selection_set: SelectionSetNode | None) -> list[FieldNode]:
+    def fields(self, selection_set: SelectionSetNode | None) -> list[FieldNode]:
         out: list[FieldNode] = []
         if selection_set is None:
             return out
@@ -66,92 +124,96 @@ class CostCalculator:
             if isinstance(sel, FieldNode):
                 out.append(sel)
             elif isinstance(sel, InlineFragmentNode):
-                out.extend(self._fields(sel.selection_set))
+                out.extend(self.fields(sel.selection_set))
             elif isinstance(sel, FragmentSpreadNode):
                 frag = self.fragments.get(sel.name.value)
                 if frag is not None:
-                    out.extend(self._fields(frag.selection_set))
+                    out.extend(self.fields(frag.selection_set))
         return out
 
-    def _arg(self, node: FieldNode, name: str) -> Any:
-        for arg in node.arguments or ():
-            if arg.name.value == name:
-                return value_from_ast_untyped(arg.value, self.variables)
-        return None
-
-    def _selection(self, parent: Any, selection_set: SelectionSetNode | None, data: Any,
-                   actual: bool) -> int:
-        if actual and data is None:
-            return 0
-        total = 0
-        for node in self._fields(selection_set):
+    def selection(self, parent: Any, selection_set: SelectionSetNode | None) -> list[FieldPlan]:
+        plans: list[FieldPlan] = []
+        for node in self.fields(selection_set):
             name = node.name.value
             if name.startswith("__"):
                 continue
-            fields = getattr(parent, "fields", None)
-            field_def = fields.get(name) if fields else None
+            candidates = (
+                list(self.schema.get_possible_types(parent))
+                if isinstance(parent, GraphQLUnionType | GraphQLInterfaceType)
+                else [parent]
+            )
+            if isinstance(parent, GraphQLInterfaceType):
+                candidates.insert(0, parent)
+            field_def = next(
+                (c.fields[name] for c in candidates if name in getattr(c, "fields", {})), None
+            )
             if field_def is None:
                 continue
-            value = data.get(node.alias.value if node.alias else name) if actual else None
-            total += self._field(field_def.type, node, value, actual)
-        return total
+            plan = self.field(field_def.type, node)
+            if plan is not None:
+                plans.append(plan)
+        return plans
 
-    def _field(self, type_: GraphQLOutputType, node: FieldNode, value: Any, actual: bool) -> int:
+    def field(self, type_: GraphQLOutputType, node: FieldNode) -> FieldPlan | None:
         named = get_named_type(type_)
         if is_leaf_type(named):
-            return 0
-        if actual and value is None:
-            return 0
+            return None
+        key = node.alias.value if node.alias else node.name.value
         if named.name.endswith("Connection") and isinstance(named, GraphQLObjectType):
-            return self._connection(named, node, value, actual)
-        inner: Any = type_.of_type if isinstance(type_, GraphQLNonNull) else type_
-        if isinstance(inner, GraphQLList):
-            if actual:
-                return sum(self._field(inner.of_type, node, v, actual) for v in value or [])
-            size = self._arg(node, "first") or 1
-            return int(size) * self._field(inner.of_type, node, None, actual)
-        if isinstance(named, GraphQLObjectType | GraphQLInterfaceType):
-            return 1 + self._selection(named, node.selection_set, value, actual)
-        # Unions: the maximum of the possible selections, approximated by 1 + any selection.
-        return 1 + max(
-            (self._selection(t, node.selection_set, value, actual)
-             for t in self.schema.get_possible_types(named)),  # type: ignore[arg-type]
-            default=0,
-        )
-
-    def _connection(self, conn: GraphQLObjectType, node: FieldNode, value: Any,
-                    actual: bool) -> int:
-        node_type = get_named_type(conn.fields["nodes"].type)
-        per_node_sets: list[SelectionSetNode] = []
-        for sub in self._fields(node.selection_set):
-            if sub.name.value == "nodes" and sub.selection_set:
-                per_node_sets.append(sub.selection_set)
-            elif sub.name.value == "edges":
-                for edge_field in self._fields(sub.selection_set):
-                    if edge_field.name.value == "node" and edge_field.selection_set:
-                        per_node_sets.append(edge_field.selection_set)
-        if actual:
-            items: list[Any] = []
-            if value.get("nodes") is not None:
-                items = value["nodes"]
-            elif value.get("edges") is not None:
-                items = [e.get("node") for e in value["edges"] if isinstance(e, dict)]
-            count = len(items)
-            per_node = sum(
-                1 + sum(self._selection(node_type, s, item, True) for s in per_node_sets)
-                for item in items if item is not None
+            node_type = get_named_type(named.fields["nodes"].type)
+            children: list[FieldPlan] = []
+            for sub in self.fields(node.selection_set):
+                if sub.name.value == "nodes":
+                    children += self.selection(node_type, sub.selection_set)
+                elif sub.name.value == "edges":
+                    for edge_field in self.fields(sub.selection_set):
+                        if edge_field.name.value == "node":
+                            children += self.selection(node_type, edge_field.selection_set)
+            size = self.size(node, "first")
+            return FieldPlan(
+                key, CONNECTION, size if size is not None else self.size(node, "last"), children
             )
-            return 2 + (per_node if per_node_sets else count)
-        size = self._arg(node, "first") or self._arg(node, "last") or 0
-        per_node = 1 + sum(self._selection(node_type, s, None, False) for s in per_node_sets)
-        return 2 + int(size) * per_node
+        inner: Any = type_.of_type if isinstance(type_, GraphQLNonNull) else type_
+        kind = LIST if isinstance(inner, GraphQLList) else OBJECT
+        size = self.size(node, "first") if kind == LIST else None
+        return FieldPlan(key, kind, size, self.selection(named, node.selection_set))
+
+    @staticmethod
+    def size(node: FieldNode, name: str) -> int | str | None:
+        for arg in node.arguments or ():
+            if arg.name.value == name:
+                if isinstance(arg.value, IntValueNode):
+                    return int(arg.value.value)
+                if isinstance(arg.value, VariableNode):
+                    return arg.value.name.value
+        return None
 
 
-def requested_cost(schema: GraphQLSchema, document: DocumentNode, op: OperationDefinitionNode,
-                   variables: dict[str, Any] | None) -> int:
-    return CostCalculator(schema, document, variables).operation_cost(op)
+def compile_cost(
+    schema: GraphQLSchema, document: DocumentNode, op: OperationDefinitionNode
+) -> CostPlan:
+    compiler = _Compiler(schema, document)
+    if op.operation == OperationType.MUTATION:
+        return CostPlan(max(1, len(compiler.fields(op.selection_set))), [])
+    root = schema.query_type
+    assert root is not None
+    return CostPlan(0, compiler.selection(root, op.selection_set))
 
 
-def actual_cost(schema: GraphQLSchema, document: DocumentNode, op: OperationDefinitionNode,
-                variables: dict[str, Any] | None, data: Any) -> int:
-    return CostCalculator(schema, document, variables).operation_cost(op, data, actual=True)
+def requested_cost(
+    schema: GraphQLSchema,
+    document: DocumentNode,
+    op: OperationDefinitionNode,
+    variables: dict[str, Any] | None,
+) -> int:
+    return compile_cost(schema, document, op).requested(variables)
+
+
+def actual_cost(
+    schema: GraphQLSchema,
+    document: DocumentNode,
+    op: OperationDefinitionNode,
+    variables: dict[str, Any] | None,
+    data: Any,
+) -> int:
+    return compile_cost(schema, document, op).actual(data)

@@ -10,13 +10,17 @@ from __future__ import annotations
 import json
 import re
 from collections import OrderedDict
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from graphql import (
     DocumentNode,
     GraphQLError,
+    GraphQLInterfaceType,
+    GraphQLScalarType,
     GraphQLSchema,
+    GraphQLUnionType,
     OperationDefinitionNode,
     OperationType,
     execute,
@@ -25,7 +29,7 @@ from graphql import (
 )
 
 from stocksync.sandbox import resolvers as _resolvers  # noqa: F401  (package marker)
-from stocksync.sandbox.cost import actual_cost, requested_cost, select_operation
+from stocksync.sandbox.cost import CostPlan, compile_cost, select_operation
 from stocksync.sandbox.ratelimit import MAX_QUERY_COST
 from stocksync.sandbox.resolvers import admin, inventory, orders, products  # noqa: F401
 from stocksync.sandbox.resolvers.common import RESOLVERS, Ctx, default_resolver
@@ -40,12 +44,22 @@ DOC_CACHE_SIZE = 1024
 RATE_LIMIT_DOCS = "https://shopify.dev/api/usage/rate-limits"
 
 _TYPE_NAMES = {
-    "Product": "Product", "Variant": "ProductVariant", "InventoryItem": "InventoryItem",
-    "InventoryLevel": "InventoryLevel", "Location": "Location", "Order": "Order",
-    "Publication": "Publication", "LineItem": "LineItem", "FulfillmentOrder": "FulfillmentOrder",
-    "Fulfillment": "Fulfillment", "Refund": "Refund", "OrderEdit": "CalculatedOrder",
-    "Subscription": "WebhookSubscription", "BulkOperation": "BulkOperation",
-    "ProductOption": "ProductOption", "Shop": "Shop",
+    "Product": "Product",
+    "Variant": "ProductVariant",
+    "InventoryItem": "InventoryItem",
+    "InventoryLevel": "InventoryLevel",
+    "Location": "Location",
+    "Order": "Order",
+    "Publication": "Publication",
+    "LineItem": "LineItem",
+    "FulfillmentOrder": "FulfillmentOrder",
+    "Fulfillment": "Fulfillment",
+    "Refund": "Refund",
+    "OrderEdit": "CalculatedOrder",
+    "Subscription": "WebhookSubscription",
+    "BulkOperation": "BulkOperation",
+    "ProductOption": "ProductOption",
+    "Shop": "Shop",
     "FulfillmentOrderLine": "FulfillmentOrderLineItem",
 }
 
@@ -69,9 +83,19 @@ def _bind(schema: GraphQLSchema) -> None:
             raise LookupError(f"resolver for unknown field {type_name}.{field_name}")
         fields[field_name].resolve = fn
     for abstract in ("Node", "Publishable", "WebhookSubscriptionEndpoint"):
-        schema.type_map[abstract].resolve_type = _resolve_type  # type: ignore[union-attr]
-    schema.type_map["DateTime"].serialize = _serialize_datetime  # type: ignore[union-attr]
-    schema.type_map["UnsignedInt64"].serialize = str  # type: ignore[union-attr]
+        abstract_type = schema.type_map[abstract]
+        assert isinstance(abstract_type, GraphQLInterfaceType | GraphQLUnionType)
+        abstract_type.resolve_type = _resolve_type
+    serializers: tuple[tuple[str, Callable[[Any], Any]], ...] = (
+        ("DateTime", _serialize_datetime),
+        ("UnsignedInt64", str),
+    )
+    for scalar_name, serialize in serializers:
+        scalar = schema.type_map[scalar_name]
+        assert isinstance(scalar, GraphQLScalarType)
+        # graphql-core 3.3 reads coerce_output_value; 3.2 reads serialize.
+        for attribute in ("serialize", "coerce_output_value"):
+            setattr(scalar, attribute, serialize)
 
 
 _bound = False
@@ -89,6 +113,19 @@ def bind_all() -> None:
 class Prepared:
     document: DocumentNode | None
     errors: list[dict[str, Any]]
+    # operation name -> the operation and its compiled cost plan
+    operations: dict[str | None, tuple[OperationDefinitionNode, CostPlan] | None] = field(
+        default_factory=dict
+    )
+
+    def operation(
+        self, schema: GraphQLSchema, name: str | None
+    ) -> tuple[OperationDefinitionNode, CostPlan] | None:
+        if name not in self.operations:
+            assert self.document is not None
+            op = select_operation(self.document, name)
+            self.operations[name] = (op, compile_cost(schema, self.document, op)) if op else None
+        return self.operations[name]
 
 
 _UNDEFINED_FIELD = re.compile(r"^Cannot query field '([^']+)' on type '([^']+)'\.")
@@ -102,12 +139,19 @@ def shopify_error(error: GraphQLError) -> dict[str, Any]:
     message = error.message
     if m := _UNDEFINED_FIELD.match(message):
         formatted["message"] = f"Field '{m.group(1)}' doesn't exist on type '{m.group(2)}'"
-        formatted["extensions"] = {"code": "undefinedField", "typeName": m.group(2),
-                                   "fieldName": m.group(1)}
+        formatted["extensions"] = {
+            "code": "undefinedField",
+            "typeName": m.group(2),
+            "fieldName": m.group(1),
+        }
     elif m := _UNKNOWN_ARG.match(message):
         formatted["message"] = f"Field '{m.group(3)}' doesn't accept argument '{m.group(1)}'"
-        formatted["extensions"] = {"code": "argumentNotAccepted", "name": m.group(3),
-                                   "typeName": "Field", "argumentName": m.group(1)}
+        formatted["extensions"] = {
+            "code": "argumentNotAccepted",
+            "name": m.group(3),
+            "typeName": "Field",
+            "argumentName": m.group(1),
+        }
     elif m := _UNKNOWN_DIRECTIVE.match(message):
         formatted["message"] = f"Directive @{m.group(1)} is not defined"
         formatted["extensions"] = {"code": "undefinedDirective", "directiveName": m.group(1)}
@@ -154,53 +198,77 @@ class GraphQLEndpoint:
         prepared = self.prepare(schema, additions, query)
 
         def cost_ext(requested: int, actual: int | None) -> dict[str, Any]:
-            return {"cost": {
-                "requestedQueryCost": requested,
-                "actualQueryCost": actual,
-                "throttleStatus": bucket.throttle_status(),
-            }}
+            return {
+                "cost": {
+                    "requestedQueryCost": requested,
+                    "actualQueryCost": actual,
+                    "throttleStatus": bucket.throttle_status(),
+                }
+            }
 
         if prepared.document is None:
             return {"errors": prepared.errors, "extensions": cost_ext(0, 0)}, False
         document = prepared.document
-        op = select_operation(document, body.get("operationName"))
-        if op is None:
-            return {"errors": [{"message": "An operation name is required"}],
-                    "extensions": cost_ext(0, 0)}, False
-        requested = requested_cost(schema, document, op, variables)
+        found = prepared.operation(schema, body.get("operationName"))
+        if found is None:
+            return {
+                "errors": [{"message": "An operation name is required"}],
+                "extensions": cost_ext(0, 0),
+            }, False
+        op, plan = found
+        try:
+            requested = plan.requested(variables)
+        except (TypeError, ValueError):
+            requested = 0  # malformed sizes are reported by execution below
+
         if requested > MAX_QUERY_COST:
             stats.max_cost_exceeded += 1
-            return {"errors": [{
-                "message": f"Query cost is {requested}, which exceeds the single query max cost "
-                           f"limit ({MAX_QUERY_COST}).\n\nSee {RATE_LIMIT_DOCS} for more "
-                           "information on how the cost of a query is calculated.\n\nTo query "
-                           "larger amounts of data with fewer limits, bulk operations should be "
-                           "used instead.",
-                "extensions": {"code": "MAX_COST_EXCEEDED", "cost": requested,
-                               "maxCost": MAX_QUERY_COST, "documentation": RATE_LIMIT_DOCS},
-            }], "extensions": cost_ext(requested, None)}, False
+            return {
+                "errors": [
+                    {
+                        "message": f"Query cost is {requested}, which exceeds the single "
+                        "query max cost "
+                        f"limit ({MAX_QUERY_COST}).\n\nSee {RATE_LIMIT_DOCS} for more "
+                        "information on how the cost of a query is calculated.\n\nTo query "
+                        "larger amounts of data with fewer limits, bulk operations should be "
+                        "used instead.",
+                        "extensions": {
+                            "code": "MAX_COST_EXCEEDED",
+                            "cost": requested,
+                            "maxCost": MAX_QUERY_COST,
+                            "documentation": RATE_LIMIT_DOCS,
+                        },
+                    }
+                ],
+                "extensions": cost_ext(requested, None),
+            }, False
         forced = sandbox.faults_of(shop).take("throttle")
         if forced or not bucket.try_consume(requested):
             stats.throttled += 1
             return {
-                "errors": [{"message": "Throttled",
-                            "extensions": {"code": "THROTTLED", "documentation": RATE_LIMIT_DOCS}}],
+                "errors": [
+                    {
+                        "message": "Throttled",
+                        "extensions": {"code": "THROTTLED", "documentation": RATE_LIMIT_DOCS},
+                    }
+                ],
                 "extensions": cost_ext(requested, None),
             }, False
         context = Ctx(sandbox, shop, version, additions)
         result = execute(
-            schema, document, context_value=context, variable_values=variables,
-            operation_name=body.get("operationName"), field_resolver=default_resolver,
+            schema,
+            document,
+            context_value=context,
+            variable_values=variables,
+            operation_name=body.get("operationName"),
+            field_resolver=default_resolver,
         )
         assert not hasattr(result, "__await__"), "resolvers are synchronous"
         data = getattr(result, "data", None)
         errors = getattr(result, "errors", None)
-        actual = (
-            requested if op.operation == OperationType.MUTATION
-            else actual_cost(schema, document, op, variables, data)
-        )
+        actual = requested if op.operation == OperationType.MUTATION else plan.actual(data)
         bucket.refund(requested - actual)
-        stats.points_spent += actual if bucket.enabled else 0
+        stats.points_spent += actual
         if op.operation == OperationType.QUERY and context.touched_levels:
             sandbox.remember_reads(shop, context.touched_levels)
         response: dict[str, Any] = {}

@@ -13,12 +13,24 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 SWITCHES = (
-    "error_5xx", "throttle", "timeout", "lost_response", "race",
-    "webhook_drop", "webhook_duplicate", "webhook_reorder",
+    "error_5xx",
+    "throttle",
+    "timeout",
+    "lost_response",
+    "race",
+    "webhook_drop",
+    "webhook_duplicate",
+    "webhook_reorder",
 )
 SETTINGS = (
-    "latency_ms", "latency_jitter_ms", "timeout_seconds", "race_delta", "webhook_delay_s",
-    "webhook_delay_jitter_s", "webhook_reorder_hold_s", "unreachable",
+    "latency_ms",
+    "latency_jitter_ms",
+    "timeout_seconds",
+    "race_delta",
+    "webhook_delay_s",
+    "webhook_delay_jitter_s",
+    "webhook_reorder_hold_s",
+    "unreachable",
 )
 
 
@@ -46,7 +58,7 @@ class Faults:
     webhook_drop: Switch = field(default_factory=Switch)
     webhook_duplicate: Switch = field(default_factory=Switch)
     webhook_reorder: Switch = field(default_factory=Switch)
-    rng: random.Random = field(default_factory=lambda: random.Random(0), repr=False)
+    rng: random.Random = field(default_factory=lambda: random.Random(0), repr=False)  # noqa: S311 (seeded simulation, not security)
 
     def take(self, name: str) -> bool:
         switch: Switch = getattr(self, name)
@@ -60,7 +72,9 @@ class Faults:
         return (self.latency_ms + jitter) / 1000.0
 
     def webhook_delay(self) -> float:
-        jitter = self.rng.uniform(0, self.webhook_delay_jitter_s) if self.webhook_delay_jitter_s else 0.0
+        jitter = (
+            self.rng.uniform(0, self.webhook_delay_jitter_s) if self.webhook_delay_jitter_s else 0.0
+        )
         return self.webhook_delay_s + jitter
 
     def update(self, values: dict[str, Any]) -> None:

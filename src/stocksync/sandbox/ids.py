@@ -13,7 +13,7 @@ class IdGenerator:
     in tests rather than in production, and so that creation order is id order."""
 
     def __init__(self, seed: int = 0) -> None:
-        rng = random.Random(seed)
+        rng = random.Random(seed)  # noqa: S311 (seeded simulation, not security)
         self._next = 2**53 + rng.randrange(1, 2**40)
 
     def __call__(self) -> int:

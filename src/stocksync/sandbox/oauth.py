@@ -29,8 +29,11 @@ class AppConfig:
     """The app that installs into the sandbox's shops (one app, one secret)."""
 
     client_id: str = "stocksync-sandbox-app"
-    client_secret: str = "sandbox-secret"
-    scopes: str = "read_products,write_products,read_inventory,write_inventory,read_orders,write_orders,read_locations"
+    client_secret: str = "sandbox-secret"  # noqa: S105 (a sandbox default, not a credential)
+    scopes: str = (
+        "read_products,write_products,read_inventory,write_inventory,read_orders,"
+        "write_orders,read_locations"
+    )
     redirect_urls: list[str] = field(default_factory=list)
     customers_data_request_url: str | None = None
     customers_redact_url: str | None = None
@@ -70,13 +73,16 @@ class OAuth:
         if not redirect:
             raise OAuthError(400, "invalid_request", "redirect_uri is required")
         if app.redirect_urls and redirect not in app.redirect_urls:
-            raise OAuthError(400, "invalid_request",
-                             "The redirect_uri is not whitelisted for this app")
+            raise OAuthError(
+                400, "invalid_request", "The redirect_uri is not whitelisted for this app"
+            )
         scopes = params.get("scope") or app.scopes
         code = secrets.token_hex(16)
         now = self.sandbox.clock.now()
         self._codes[code] = _Grant(shop.domain, scopes, app.client_id, now + CODE_LIFETIME)
-        host = base64.b64encode(f"admin.shopify.com/store/{shop.name}".encode()).decode().rstrip("=")
+        host = (
+            base64.b64encode(f"admin.shopify.com/store/{shop.name}".encode()).decode().rstrip("=")
+        )
         query = {
             "code": code,
             "host": host,
@@ -88,17 +94,25 @@ class OAuth:
         separator = "&" if "?" in redirect else "?"
         return redirect + separator + urlencode(query)
 
-    def exchange(self, shop: Shop, client_id: str | None, client_secret: str | None,
-                 code: str | None) -> dict[str, str]:
+    def exchange(
+        self, shop: Shop, client_id: str | None, client_secret: str | None, code: str | None
+    ) -> dict[str, str]:
         app = self.sandbox.app
-        if client_id != app.client_id or not client_secret or not hmac.compare_digest(
-            client_secret, app.client_secret
+        if (
+            client_id != app.client_id
+            or not client_secret
+            or not hmac.compare_digest(client_secret, app.client_secret)
         ):
             raise OAuthError(400, "invalid_client", "Client credentials are invalid")
         grant = self._codes.pop(code or "", None)  # a code is good once
-        if grant is None or grant.shop != shop.domain or grant.expires_at < self.sandbox.clock.now():
-            raise OAuthError(400, "invalid_request",
-                             "The authorization code was not found or was already used")
+        if (
+            grant is None
+            or grant.shop != shop.domain
+            or grant.expires_at < self.sandbox.clock.now()
+        ):
+            raise OAuthError(
+                400, "invalid_request", "The authorization code was not found or was already used"
+            )
         token = f"shpua_{secrets.token_hex(16)}"
         shop.access_tokens[token] = grant.scopes
         return {"access_token": token, "scope": grant.scopes}

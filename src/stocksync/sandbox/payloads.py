@@ -81,7 +81,7 @@ def variant_payload(shop: Shop, variant: Variant) -> dict[str, Any]:
 
 
 def product_payload(shop: Shop, product: Product) -> dict[str, Any]:
-    images = [
+    images: list[dict[str, Any]] = [
         {
             "id": image.id,
             "product_id": product.id,
@@ -149,8 +149,11 @@ def line_item_payload(line: LineItem) -> dict[str, Any]:
         "current_quantity": line.current_quantity,
         "fulfillable_quantity": max(0, line.unfulfilled),
         "fulfillment_status": (
-            "fulfilled" if line.fulfilled and line.unfulfilled <= 0
-            else "partial" if line.fulfilled else None
+            "fulfilled"
+            if line.fulfilled and line.unfulfilled <= 0
+            else "partial"
+            if line.fulfilled
+            else None
         ),
         "price": line.price,
         "requires_shipping": True,
@@ -160,9 +163,14 @@ def line_item_payload(line: LineItem) -> dict[str, Any]:
 
 
 _FINANCIAL = {
-    "PENDING": "pending", "AUTHORIZED": "authorized", "PARTIALLY_PAID": "partially_paid",
-    "PAID": "paid", "PARTIALLY_REFUNDED": "partially_refunded", "REFUNDED": "refunded",
-    "VOIDED": "voided", "EXPIRED": "expired",
+    "PENDING": "pending",
+    "AUTHORIZED": "authorized",
+    "PARTIALLY_PAID": "partially_paid",
+    "PAID": "paid",
+    "PARTIALLY_REFUNDED": "partially_refunded",
+    "REFUNDED": "refunded",
+    "VOIDED": "voided",
+    "EXPIRED": "expired",
 }
 _FULFILMENT = {"FULFILLED": "fulfilled", "PARTIALLY_FULFILLED": "partial", "RESTOCKED": "restocked"}
 
@@ -287,8 +295,9 @@ def shop_payload(shop: Shop) -> dict[str, Any]:
     }
 
 
-def bulk_finish_payload(op_gid: str, status: str, created: float, completed: float | None,
-                        error_code: str | None) -> dict[str, Any]:
+def bulk_finish_payload(
+    op_gid: str, status: str, created: float, completed: float | None, error_code: str | None
+) -> dict[str, Any]:
     return {
         "admin_graphql_api_id": op_gid,
         "completed_at": iso_offset(completed) if completed else None,

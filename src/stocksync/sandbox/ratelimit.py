@@ -51,8 +51,9 @@ class Bucket:
         }
 
 
-def bucket_for_plan(clock: Clock, plan: str, bucket_size: float | None = None,
-                    enabled: bool = True) -> Bucket:
+def bucket_for_plan(
+    clock: Clock, plan: str, bucket_size: float | None = None, enabled: bool = True
+) -> Bucket:
     if plan not in PLAN_RESTORE_RATES:
         raise ValueError(f"unknown plan {plan!r} (one of {', '.join(PLAN_RESTORE_RATES)})")
     rate = PLAN_RESTORE_RATES[plan]

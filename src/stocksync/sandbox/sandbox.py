@@ -51,7 +51,7 @@ class Sandbox:
         self.seed = seed
         self.throttling = throttling
         self.ids = IdGenerator(seed)
-        self.rng = random.Random(seed)
+        self.rng = random.Random(seed)  # noqa: S311 (seeded simulation, not security)
         self.runtimes: dict[str, ShopRuntime] = {}
         self.webhooks = WebhookDispatcher(self)
         self.bulk = BulkOperations(self)
@@ -78,14 +78,18 @@ class Sandbox:
         if name in self.runtimes:
             raise ValueError(f"shop {name!r} already exists")
         shop = Shop(
-            name, ids=self.ids, now=self.clock.now,
+            name,
+            ids=self.ids,
+            now=self.clock.now,
             access_token=access_token or f"shpat_{secrets.token_hex(16)}",
-            plan=plan, location_names=locations or ["Warehouse"],
+            plan=plan,
+            location_names=locations or ["Warehouse"],
         )
         for loc_name in inactive_locations or []:
             shop.add_location(loc_name, active=False)
         bucket = bucket_for_plan(self.clock, plan, bucket_size, enabled=self.throttling)
-        runtime = ShopRuntime(shop, bucket, Faults(rng=random.Random(self.rng.random())), Stats(), [])
+        fault_rng = random.Random(self.rng.random())  # noqa: S311 (seeded simulation)
+        runtime = ShopRuntime(shop, bucket, Faults(rng=fault_rng), Stats(), [])
         if faults:
             runtime.faults.update(faults)
         self.runtimes[name] = runtime
@@ -178,8 +182,9 @@ class Sandbox:
         }
 
     # ------------------------------------------------------------- privacy
-    def send_privacy_webhook(self, shop: Shop, topic: str,
-                             customer: dict[str, Any] | None = None) -> bool:
+    def send_privacy_webhook(
+        self, shop: Shop, topic: str, customer: dict[str, Any] | None = None
+    ) -> bool:
         """Deliver a mandatory privacy webhook to the URL in the app's configuration."""
         if topic not in PRIVACY_TOPICS:
             raise ValueError(f"unknown privacy topic {topic!r}")
@@ -193,8 +198,7 @@ class Sandbox:
         who = customer or {"id": self.ids(), "email": "customer@example.com", "phone": None}
         payload: dict[str, Any] = {"shop_id": shop.id, "shop_domain": shop.domain}
         if topic == "customers/data_request":
-            payload |= {"orders_requested": [], "customer": who,
-                        "data_request": {"id": self.ids()}}
+            payload |= {"orders_requested": [], "customer": who, "data_request": {"id": self.ids()}}
         elif topic == "customers/redact":
             payload |= {"customer": who, "orders_to_redact": []}
         self.webhooks.send_direct(shop, topic, url, payload, DEFAULT_API_VERSION)

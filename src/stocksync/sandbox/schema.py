@@ -14,24 +14,15 @@ _VERSION = re.compile(r"^(\d{4})-(\d{2})$")
 # The later additions, each with the changelog entry that documents it. The subset test
 # checks that these, and only these, are declared beyond the real 2025-01 schema.
 LATER_ADDITIONS: dict[str, str] = {
-    "InventoryQuantityInput.changeFromQuantity":
-        "https://shopify.dev/changelog/posts/compare-and-swap-redesign-for-inventory-set-quantities",
-    "InventoryChangeInput.changeFromQuantity":
-        "https://shopify.dev/changelog/posts/compare-and-swap-for-inventory-mutations-with-change-from-quantity",
-    "InventorySetQuantitiesUserErrorCode.CHANGE_FROM_QUANTITY_STALE":
-        "https://shopify.dev/changelog/posts/compare-and-swap-redesign-for-inventory-set-quantities",
-    "InventoryAdjustQuantitiesUserErrorCode.CHANGE_FROM_QUANTITY_STALE":
-        "https://shopify.dev/changelog/posts/compare-and-swap-for-inventory-mutations-with-change-from-quantity",
-    "InventorySetQuantitiesUserErrorCode.IDEMPOTENCY_CONCURRENT_REQUEST":
-        "https://shopify.dev/changelog/posts/adding-idempotency-for-inventory-adjustments-and-refund-mutations",
-    "InventorySetQuantitiesUserErrorCode.IDEMPOTENCY_KEY_PARAMETER_MISMATCH":
-        "https://shopify.dev/changelog/posts/adding-idempotency-for-inventory-adjustments-and-refund-mutations",
-    "InventoryAdjustQuantitiesUserErrorCode.IDEMPOTENCY_CONCURRENT_REQUEST":
-        "https://shopify.dev/changelog/posts/adding-idempotency-for-inventory-adjustments-and-refund-mutations",
-    "InventoryAdjustQuantitiesUserErrorCode.IDEMPOTENCY_KEY_PARAMETER_MISMATCH":
-        "https://shopify.dev/changelog/posts/adding-idempotency-for-inventory-adjustments-and-refund-mutations",
-    "@idempotent":
-        "https://shopify.dev/changelog/posts/adding-idempotency-for-inventory-adjustments-and-refund-mutations",
+    "InventoryQuantityInput.changeFromQuantity": "https://shopify.dev/changelog/posts/compare-and-swap-redesign-for-inventory-set-quantities",
+    "InventoryChangeInput.changeFromQuantity": "https://shopify.dev/changelog/posts/compare-and-swap-for-inventory-mutations-with-change-from-quantity",
+    "InventorySetQuantitiesUserErrorCode.CHANGE_FROM_QUANTITY_STALE": "https://shopify.dev/changelog/posts/compare-and-swap-redesign-for-inventory-set-quantities",
+    "InventoryAdjustQuantitiesUserErrorCode.CHANGE_FROM_QUANTITY_STALE": "https://shopify.dev/changelog/posts/compare-and-swap-for-inventory-mutations-with-change-from-quantity",
+    "InventorySetQuantitiesUserErrorCode.IDEMPOTENCY_CONCURRENT_REQUEST": "https://shopify.dev/changelog/posts/adding-idempotency-for-inventory-adjustments-and-refund-mutations",
+    "InventorySetQuantitiesUserErrorCode.IDEMPOTENCY_KEY_PARAMETER_MISMATCH": "https://shopify.dev/changelog/posts/adding-idempotency-for-inventory-adjustments-and-refund-mutations",
+    "InventoryAdjustQuantitiesUserErrorCode.IDEMPOTENCY_CONCURRENT_REQUEST": "https://shopify.dev/changelog/posts/adding-idempotency-for-inventory-adjustments-and-refund-mutations",
+    "InventoryAdjustQuantitiesUserErrorCode.IDEMPOTENCY_KEY_PARAMETER_MISMATCH": "https://shopify.dev/changelog/posts/adding-idempotency-for-inventory-adjustments-and-refund-mutations",
+    "@idempotent": "https://shopify.dev/changelog/posts/adding-idempotency-for-inventory-adjustments-and-refund-mutations",
 }
 
 

@@ -28,31 +28,31 @@ class Term:
 def parse(query: str) -> list[list[Term]]:
     """A disjunction of conjunctions of terms."""
     try:
-        tokens = shlex.split(query, posix=True)
+        words = shlex.split(query, posix=True)
     except ValueError:
-        tokens = query.split()
+        words = query.split()
     groups: list[list[Term]] = [[]]
     negate_next = False
-    for token in tokens:
-        if token == "OR":
+    for word in words:
+        if word == "OR":
             groups.append([])
             continue
-        if token == "AND":
+        if word == "AND":
             continue
-        if token == "NOT":
+        if word == "NOT":
             negate_next = True
             continue
-        negated = negate_next or token.startswith("-")
+        negated = negate_next or word.startswith("-")
         negate_next = False
-        token = token.lstrip("-")
-        field, sep, rest = token.partition(":")
+        word = word.lstrip("-")
+        field, sep, rest = word.partition(":")
         if not sep:
-            groups[-1].append(Term("default", "=", token, negated))
+            groups[-1].append(Term("default", "=", word, negated))
             continue
         op = "="
         for candidate in (">=", "<=", ">", "<"):
             if rest.startswith(candidate):
-                op, rest = candidate, rest[len(candidate):]
+                op, rest = candidate, rest[len(candidate) :]
                 break
         groups[-1].append(Term(field.lower(), op, rest, negated))
     return [g for g in groups if g]
@@ -73,8 +73,11 @@ def _compare(actual: Any, term: Term) -> bool:
         if wanted is None:
             return False
         return {
-            "=": actual == wanted, ">": actual > wanted, ">=": actual >= wanted,
-            "<": actual < wanted, "<=": actual <= wanted,
+            "=": actual == wanted,
+            ">": actual > wanted,
+            ">=": actual >= wanted,
+            "<": actual < wanted,
+            "<=": actual <= wanted,
         }[term.op]
     text, wanted_text = str(actual).lower(), term.value.lower()
     if wanted_text.endswith("*"):
@@ -101,6 +104,7 @@ def filter_items(items: Iterable[Any], query: str | None, getters: dict[str, Get
         return list(items)
     groups = parse(query)
     return [
-        item for item in items
+        item
+        for item in items
         if any(all(_term_matches(item, t, getters) for t in group) for group in groups)
     ]

@@ -26,7 +26,7 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from stocksync.sandbox.clock import ManualClock
@@ -36,7 +36,7 @@ from stocksync.sandbox.oauth import OAuthError
 from stocksync.sandbox.sandbox import Sandbox
 from stocksync.sandbox.schema import version_key
 
-INVALID_TOKEN = "[API] Invalid API key or access token (unrecognized login or wrong password)"
+INVALID_TOKEN = "[API] Invalid API key or access token (unrecognized login or wrong password)"  # noqa: S105 (an error message)
 JSON_TYPE = "application/json; charset=utf-8"
 
 
@@ -67,7 +67,9 @@ def create_app(sandbox: Sandbox) -> Starlette:
         if faults.take("error_5xx"):
             stats.errors_5xx += 1
             code = faults.rng.choice(status_codes)
-            return _json({"errors": "Internal Server Error" if code == 500 else "Service Unavailable"}, code)
+            return _json(
+                {"errors": "Internal Server Error" if code == 500 else "Service Unavailable"}, code
+            )
         if faults.take("timeout"):
             stats.timeouts += 1
             await asyncio.sleep(faults.timeout_seconds)
@@ -117,7 +119,8 @@ def create_app(sandbox: Sandbox) -> Starlette:
         fields |= dict(request.query_params)
         try:
             token = sandbox.oauth.exchange(
-                shop, fields.get("client_id"), fields.get("client_secret"), fields.get("code"))
+                shop, fields.get("client_id"), fields.get("client_secret"), fields.get("code")
+            )
         except OAuthError as exc:
             return _json({"error": exc.error, "error_description": exc.description}, exc.status)
         return _json(token)
@@ -140,9 +143,12 @@ def create_app(sandbox: Sandbox) -> Starlette:
         spec = await _body(request)
         try:
             shop = sandbox.create_shop(
-                spec["name"], access_token=spec.get("access_token"),
-                locations=spec.get("locations"), plan=spec.get("plan", "standard"),
-                bucket_size=spec.get("bucket_size"), faults=spec.get("faults"),
+                spec["name"],
+                access_token=spec.get("access_token"),
+                locations=spec.get("locations"),
+                plan=spec.get("plan", "standard"),
+                bucket_size=spec.get("bucket_size"),
+                faults=spec.get("faults"),
             )
             if spec.get("seed"):
                 from stocksync.sandbox.seed import SeedSpec, seed_shop
@@ -201,21 +207,23 @@ def create_app(sandbox: Sandbox) -> Starlette:
         return _json(sandbox.webhooks.log[-1000:])
 
     shop_prefix = "/shops/{shop}"
-    return Starlette(routes=[
-        Route(shop_prefix + "/admin/api/{version}/graphql.json", graphql, methods=["POST"]),
-        Route(shop_prefix + "/admin/oauth/authorize", authorize, methods=["GET"]),
-        Route(shop_prefix + "/admin/oauth/access_token", access_token, methods=["POST"]),
-        Route(shop_prefix + "/bulk/{op_id:int}.jsonl", bulk_result, methods=["GET"]),
-        Route("/_sandbox/manifest", admin_manifest, methods=["GET"]),
-        Route("/_sandbox/stats", admin_stats, methods=["GET"]),
-        Route("/_sandbox/shops", admin_create_shop, methods=["POST"]),
-        Route("/_sandbox/shops/{shop}/faults", admin_faults, methods=["GET", "POST", "DELETE"]),
-        Route("/_sandbox/shops/{shop}/privacy", admin_privacy, methods=["POST"]),
-        Route("/_sandbox/shops/{shop}/uninstall", admin_uninstall, methods=["POST"]),
-        Route("/_sandbox/clock", admin_clock, methods=["GET", "POST"]),
-        Route("/_sandbox/throttling", admin_throttling, methods=["POST"]),
-        Route("/_sandbox/webhooks", admin_webhook_log, methods=["GET"]),
-    ])
+    return Starlette(
+        routes=[
+            Route(shop_prefix + "/admin/api/{version}/graphql.json", graphql, methods=["POST"]),
+            Route(shop_prefix + "/admin/oauth/authorize", authorize, methods=["GET"]),
+            Route(shop_prefix + "/admin/oauth/access_token", access_token, methods=["POST"]),
+            Route(shop_prefix + "/bulk/{op_id:int}.jsonl", bulk_result, methods=["GET"]),
+            Route("/_sandbox/manifest", admin_manifest, methods=["GET"]),
+            Route("/_sandbox/stats", admin_stats, methods=["GET"]),
+            Route("/_sandbox/shops", admin_create_shop, methods=["POST"]),
+            Route("/_sandbox/shops/{shop}/faults", admin_faults, methods=["GET", "POST", "DELETE"]),
+            Route("/_sandbox/shops/{shop}/privacy", admin_privacy, methods=["POST"]),
+            Route("/_sandbox/shops/{shop}/uninstall", admin_uninstall, methods=["POST"]),
+            Route("/_sandbox/clock", admin_clock, methods=["GET", "POST"]),
+            Route("/_sandbox/throttling", admin_throttling, methods=["POST"]),
+            Route("/_sandbox/webhooks", admin_webhook_log, methods=["GET"]),
+        ]
+    )
 
 
 async def _body(request: Request) -> dict[str, Any]:
@@ -230,8 +238,14 @@ async def _body(request: Request) -> dict[str, Any]:
 
 def _config(app: Starlette, host: str, port: int, log_level: str) -> uvicorn.Config:
     return uvicorn.Config(
-        app, host=host, port=port, log_level=log_level, access_log=False, lifespan="off",
-        timeout_graceful_shutdown=1, timeout_keep_alive=30,
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=False,
+        lifespan="off",
+        timeout_graceful_shutdown=1,
+        timeout_keep_alive=30,
     )
 
 
@@ -256,8 +270,9 @@ class RunningSandbox:
 
 
 @contextlib.asynccontextmanager
-async def serve_in_task(sandbox: Sandbox, host: str = "127.0.0.1", port: int = 0,
-                        log_level: str = "warning") -> AsyncIterator[RunningSandbox]:
+async def serve_in_task(
+    sandbox: Sandbox, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning"
+) -> AsyncIterator[RunningSandbox]:
     """Serve on the running event loop (for async tests: sandbox state and test share it)."""
     server = uvicorn.Server(_config(create_app(sandbox), host, port, log_level))
     task = asyncio.get_running_loop().create_task(server.serve())
@@ -278,9 +293,13 @@ async def serve_in_task(sandbox: Sandbox, host: str = "127.0.0.1", port: int = 0
 
 
 @contextlib.contextmanager
-def serve_in_thread(sandbox: Sandbox, host: str = "127.0.0.1", port: int = 0,
-                    log_level: str = "warning", start_timeout: float = 10.0
-                    ) -> Iterator[RunningSandbox]:
+def serve_in_thread(
+    sandbox: Sandbox,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    log_level: str = "warning",
+    start_timeout: float = 10.0,
+) -> Iterator[RunningSandbox]:
     """Serve from a background thread with its own event loop (for synchronous code).
 
     The sandbox's state then belongs to that loop: touch it from other threads only between
@@ -293,8 +312,9 @@ def serve_in_thread(sandbox: Sandbox, host: str = "127.0.0.1", port: int = 0,
         loop_box.append(asyncio.get_running_loop())
         await server.serve()
 
-    thread = threading.Thread(target=asyncio.run, args=(main(),), name="stocksync-sandbox",
-                              daemon=True)
+    thread = threading.Thread(
+        target=asyncio.run, args=(main(),), name="stocksync-sandbox", daemon=True
+    )
     thread.start()
     deadline = time.monotonic() + start_timeout
     while not server.started:
@@ -341,8 +361,9 @@ class SandboxProcess:
                 self.process.wait(timeout)
 
 
-def start_subprocess(manifest_path: str | Path, *args: str, timeout: float = 30.0,
-                     env: dict[str, str] | None = None) -> SandboxProcess:
+def start_subprocess(
+    manifest_path: str | Path, *args: str, timeout: float = 30.0, env: dict[str, str] | None = None
+) -> SandboxProcess:
     """Start `python -m stocksync.sandbox --manifest PATH ARGS...` and wait for its manifest."""
     path = Path(manifest_path)
     path.unlink(missing_ok=True)

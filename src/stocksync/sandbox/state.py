@@ -28,15 +28,34 @@ from stocksync.sandbox.ids import IdGenerator, gid, level_gid
 # Reasons documented for inventory adjustments (the `reason` argument).
 INVENTORY_REASONS = frozenset(
     {
-        "correction", "cycle_count_available", "damaged", "movement_created",
-        "movement_updated", "movement_received", "movement_canceled", "other", "promotion",
-        "quality_control", "received", "reservation_created", "reservation_deleted",
-        "reservation_updated", "restock", "safety_stock", "shrinkage",
+        "correction",
+        "cycle_count_available",
+        "damaged",
+        "movement_created",
+        "movement_updated",
+        "movement_received",
+        "movement_canceled",
+        "other",
+        "promotion",
+        "quality_control",
+        "received",
+        "reservation_created",
+        "reservation_deleted",
+        "reservation_updated",
+        "restock",
+        "safety_stock",
+        "shrinkage",
     }
 )
 QUANTITY_NAMES = (
-    "available", "committed", "damaged", "incoming", "on_hand", "quality_control",
-    "reserved", "safety_stock",
+    "available",
+    "committed",
+    "damaged",
+    "incoming",
+    "on_hand",
+    "quality_control",
+    "reserved",
+    "safety_stock",
 )
 
 EventSink = Callable[[str, dict[str, Any]], None]
@@ -346,9 +365,7 @@ class Order:
     @property
     def fulfillment_status(self) -> str:
         if self.cancelled_at is not None and all(li.fulfilled == 0 for li in self.line_items):
-            restocked = any(
-                line.restocked for refund in self.refunds for line in refund.lines
-            )
+            restocked = any(line.restocked for refund in self.refunds for line in refund.lines)
             if restocked:
                 return "RESTOCKED"
         open_units = sum(max(0, li.unfulfilled) for li in self.line_items)
@@ -447,7 +464,10 @@ class Shop:
         self.adjustment_groups: dict[int, AdjustmentGroup] = {}
         self.idempotency: dict[tuple[str, str], tuple[str, Any]] = {}
         self.next_order_number = 1001
-        self.publications = [Publication(ids(), "Online Store"), Publication(ids(), "Point of Sale")]
+        self.publications = [
+            Publication(ids(), "Online Store"),
+            Publication(ids(), "Point of Sale"),
+        ]
         for loc_name in location_names or ["Warehouse"]:
             self.add_location(loc_name)
 
@@ -486,9 +506,16 @@ class Shop:
     ) -> Product:
         t = self.now()
         product = Product(
-            self.ids(), title, handle or self._unique_handle(_handleize(title)), t, t,
-            description_html=description_html, vendor=vendor, product_type=product_type,
-            status=status, tags=_clean_tags(tags or []),
+            self.ids(),
+            title,
+            handle or self._unique_handle(_handleize(title)),
+            t,
+            t,
+            description_html=description_html,
+            vendor=vendor,
+            product_type=product_type,
+            status=status,
+            tags=_clean_tags(tags or []),
         )
         if status == "ACTIVE":
             product.published_at = t
@@ -529,11 +556,19 @@ class Shop:
             if value not in opt.values:
                 opt.values.append(value)
         variant = Variant(
-            var_id, product.id, item_id, t, t, sku=spec.get("sku"), barcode=spec.get("barcode"),
-            price=str(spec.get("price") or "0.00"), compare_at_price=spec.get("compare_at_price"),
+            var_id,
+            product.id,
+            item_id,
+            t,
+            t,
+            sku=spec.get("sku"),
+            barcode=spec.get("barcode"),
+            price=str(spec.get("price") or "0.00"),
+            compare_at_price=spec.get("compare_at_price"),
             position=len(product.variant_ids) + 1,
             inventory_policy=spec.get("inventory_policy") or "DENY",
-            taxable=bool(spec.get("taxable", True)), option_values=option_values,
+            taxable=bool(spec.get("taxable", True)),
+            option_values=option_values,
         )
         item = InventoryItem(item_id, var_id, t, t, tracked=bool(spec.get("tracked", True)))
         if spec.get("weight") is not None:
@@ -594,7 +629,9 @@ class Shop:
     def emit_inventory_item(self, topic: str, variant: Variant) -> None:
         from stocksync.sandbox.payloads import inventory_item_payload
 
-        self.emit(topic, inventory_item_payload(self, self.items[variant.inventory_item_id], variant))
+        self.emit(
+            topic, inventory_item_payload(self, self.items[variant.inventory_item_id], variant)
+        )
 
     # ----------------------------------------------------------------- inventory
     def _connect(self, item: InventoryItem, location_id: int) -> InventoryLevel:
@@ -678,30 +715,45 @@ class Shop:
     ) -> Order:
         t = self.now()
         order = Order(
-            self.ids(), self.next_order_number, t, t, financial_status, inventory_behaviour, [],
-            currency=currency, email=email, test=test, tags=tags or [], note=note,
+            self.ids(),
+            self.next_order_number,
+            t,
+            t,
+            financial_status,
+            inventory_behaviour,
+            [],
+            currency=currency,
+            email=email,
+            test=test,
+            tags=tags or [],
+            note=note,
         )
         claims: list[tuple[LineItem, InventoryLevel, int]] = []
         for index, spec in enumerate(lines):
             quantity = int(spec["quantity"])
             if quantity <= 0:
                 raise ShopError(
-                    "Quantity must be greater than 0", "INVALID",
+                    "Quantity must be greater than 0",
+                    "INVALID",
                     ["order", "lineItems", str(index), "quantity"],
                 )
             variant = self.variants.get(spec["variant_id"]) if spec.get("variant_id") else None
             if spec.get("variant_id") and variant is None:
                 raise ShopError(
-                    "Variant does not exist", "INVALID",
+                    "Variant does not exist",
+                    "INVALID",
                     ["order", "lineItems", str(index), "variantId"],
                 )
             product = self.products[variant.product_id] if variant else None
             line = LineItem(
-                self.ids(), order.id, variant.id if variant else None,
+                self.ids(),
+                order.id,
+                variant.id if variant else None,
                 product.id if product else None,
                 variant.sku if variant else spec.get("sku"),
                 product.title if product else (spec.get("title") or "Custom item"),
-                variant.title if variant else None, quantity,
+                variant.title if variant else None,
+                quantity,
                 str(spec.get("price") or (variant.price if variant else "0.00")),
             )
             order.line_items.append(line)
@@ -720,7 +772,8 @@ class Shop:
                 raise ShopError(
                     f"Unable to reserve inventory for {variant.sku or variant.title}: "
                     "not enough units available",
-                    "INVENTORY_CLAIM_FAILED", ["order", "lineItems", str(index)],
+                    "INVENTORY_CLAIM_FAILED",
+                    ["order", "lineItems", str(index)],
                 )
             claims.append((line, level, quantity))
         self.next_order_number += 1
@@ -739,8 +792,7 @@ class Shop:
         """Shopify routes to the first location (by priority) able to fulfil; otherwise the
         first location stocking the item."""
         levels = [
-            lv for lv in self.levels_of_item(item.id)
-            if self.locations[lv.location_id].is_active
+            lv for lv in self.levels_of_item(item.id) if self.locations[lv.location_id].is_active
         ]
         for lv in levels:
             if lv.available >= quantity:
@@ -777,8 +829,11 @@ class Shop:
 
     def _open_fulfillment_orders(self, order: Order) -> None:
         by_location: dict[int | None, list[LineItem]] = {}
+        active = self.active_locations()
+        default = active[0].id if active else None
         for line in order.line_items:
-            by_location.setdefault(line.location_id, []).append(line)
+            # Custom items (no variant) ship from the default location.
+            by_location.setdefault(line.location_id or default, []).append(line)
         for loc_id, lines in by_location.items():
             t = self.now()
             fo = FulfillmentOrder(self.ids(), order.id, loc_id, t, t)
@@ -810,9 +865,7 @@ class Shop:
         for topic in (*topics, "orders/updated"):
             self.emit(topic, order_payload(self, order))
 
-    def fulfill(
-        self, requests: list[tuple[int, list[tuple[int, int]] | None]]
-    ) -> Fulfillment:
+    def fulfill(self, requests: list[tuple[int, list[tuple[int, int]] | None]]) -> Fulfillment:
         """requests: (fulfillment order id, [(fo line id, quantity)] or None for all)."""
         order: Order | None = None
         plan: list[tuple[FulfillmentOrder, FulfillmentOrderLine, int]] = []
@@ -820,18 +873,22 @@ class Shop:
             found = self.find_fulfillment_order(fo_id)
             path = ["fulfillment", "lineItemsByFulfillmentOrder", str(index)]
             if found is None:
-                raise ShopError("Fulfillment order does not exist.", None, [*path, "fulfillmentOrderId"])
+                raise ShopError(
+                    "Fulfillment order does not exist.", None, [*path, "fulfillmentOrderId"]
+                )
             fo_order, fo = found
             if order is not None and fo_order.id != order.id:
                 raise ShopError("Fulfillment orders must belong to the same order.", None, path)
             order = fo_order
             if order.cancelled_at is not None or fo.status in ("CLOSED", "CANCELLED"):
-                raise ShopError(
-                    "Fulfillment order is not in a fulfillable state.", None, path
-                )
-            wanted = fo_lines if fo_lines is not None else [
-                (fl.id, fl.remaining_quantity) for fl in fo.lines if fl.remaining_quantity > 0
-            ]
+                raise ShopError("Fulfillment order is not in a fulfillable state.", None, path)
+            wanted = (
+                fo_lines
+                if fo_lines is not None
+                else [
+                    (fl.id, fl.remaining_quantity) for fl in fo.lines if fl.remaining_quantity > 0
+                ]
+            )
             for fl_id, qty in wanted:
                 fl = next((x for x in fo.lines if x.id == fl_id), None)
                 if fl is None:
@@ -844,7 +901,10 @@ class Shop:
         if order is None or not plan:
             raise ShopError("No line items to fulfill.", None, ["fulfillment"])
         fulfillment = Fulfillment(
-            self.ids(), order.id, plan[0][0].location_id, self.now(),
+            self.ids(),
+            order.id,
+            plan[0][0].location_id,
+            self.now(),
             f"{order.name}.{len(order.fulfillments) + 1}",
         )
         for fo, fl, qty in plan:
@@ -860,7 +920,9 @@ class Shop:
                 level.updated_at = self.now()
             fulfillment.lines.append((self.ids(), line.id, qty))
             fo.updated_at = self.now()
-            fo.status = "CLOSED" if all(x.remaining_quantity == 0 for x in fo.lines) else "IN_PROGRESS"
+            fo.status = (
+                "CLOSED" if all(x.remaining_quantity == 0 for x in fo.lines) else "IN_PROGRESS"
+            )
         order.fulfillments.append(fulfillment)
         from stocksync.sandbox.payloads import fulfillment_payload
 
@@ -938,13 +1000,20 @@ class Shop:
             self._shrink_fulfillment_orders(order, line)
             refund.lines.append(
                 RefundLine(
-                    self.ids(), line.id, qty, restock_type, location_id, restocked,
+                    self.ids(),
+                    line.id,
+                    qty,
+                    restock_type,
+                    location_id,
+                    restocked,
                     f"{float(line.price) * qty:.2f}",
                 )
             )
         order.refunds.append(refund)
         if all(li.current_quantity == 0 for li in order.line_items):
-            order.financial_status = "REFUNDED" if order.financial_status == "PAID" else order.financial_status
+            order.financial_status = (
+                "REFUNDED" if order.financial_status == "PAID" else order.financial_status
+            )
         elif refund.lines and order.financial_status == "PAID":
             order.financial_status = "PARTIALLY_REFUNDED"
         from stocksync.sandbox.payloads import refund_payload
@@ -979,7 +1048,9 @@ class Shop:
                 if fl.line_item_id == line.id:
                     fl.remaining_quantity = max(0, min(fl.remaining_quantity, line.unfulfilled))
             if all(fl.remaining_quantity == 0 for fl in fo.lines) and fo.status != "CLOSED":
-                fo.status = "CLOSED" if any(li.fulfilled for li in order.line_items) else "CANCELLED"
+                fo.status = (
+                    "CLOSED" if any(li.fulfilled for li in order.line_items) else "CANCELLED"
+                )
 
     def cancel(self, order: Order, *, reason: str, restock: bool, refund: bool) -> None:
         if order.cancelled_at is not None:

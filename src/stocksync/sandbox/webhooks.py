@@ -50,7 +50,7 @@ def topic_name(enum: str) -> str:
     lowered = enum.lower()
     for resource in ("inventory_levels", "inventory_items", "bulk_operations", "app"):
         if lowered.startswith(resource + "_"):
-            return resource + "/" + lowered[len(resource) + 1:]
+            return resource + "/" + lowered[len(resource) + 1 :]
     resource, _, verb = lowered.partition("_")
     return f"{resource}/{verb}"
 
@@ -111,11 +111,25 @@ class WebhookDispatcher:
         self.log: list[dict[str, Any]] = []  # every attempt, for the admin endpoint and tests
 
     # ------------------------------------------------------------ subscriptions
-    def subscribe(self, shop: Shop, topic: str, url: str, api_version: str,
-                  include_fields: list[str] | None = None, fmt: str = "JSON") -> Subscription:
+    def subscribe(
+        self,
+        shop: Shop,
+        topic: str,
+        url: str,
+        api_version: str,
+        include_fields: list[str] | None = None,
+        fmt: str = "JSON",
+    ) -> Subscription:
         now = self.sandbox.clock.now()
         sub = Subscription(
-            shop.ids(), shop.domain, topic, url, api_version, now, now, fmt,
+            shop.ids(),
+            shop.domain,
+            topic,
+            url,
+            api_version,
+            now,
+            now,
+            fmt,
             list(include_fields or []),
         )
         self.subscriptions.setdefault(shop.domain, {})[sub.id] = sub
@@ -139,19 +153,36 @@ class WebhookDispatcher:
             body = payload
             if sub.include_fields:
                 body = {k: v for k, v in payload.items() if k in sub.include_fields}
-            self._enqueue(Delivery(
-                shop, topic, sub.callback_url, json.dumps(body).encode(), sub.api_version,
-                event_id, now, sub.id,
-            ))
+            self._enqueue(
+                Delivery(
+                    shop,
+                    topic,
+                    sub.callback_url,
+                    json.dumps(body).encode(),
+                    sub.api_version,
+                    event_id,
+                    now,
+                    sub.id,
+                )
+            )
 
-    def send_direct(self, shop: Shop, topic: str, url: str, payload: dict[str, Any],
-                    api_version: str) -> None:
+    def send_direct(
+        self, shop: Shop, topic: str, url: str, payload: dict[str, Any], api_version: str
+    ) -> None:
         """A delivery not tied to a subscription (the privacy topics, declared in the app's
         configuration)."""
-        self._enqueue(Delivery(
-            shop, topic, url, json.dumps(payload).encode(), api_version, str(uuid.uuid4()),
-            self.sandbox.clock.now(), None,
-        ))
+        self._enqueue(
+            Delivery(
+                shop,
+                topic,
+                url,
+                json.dumps(payload).encode(),
+                api_version,
+                str(uuid.uuid4()),
+                self.sandbox.clock.now(),
+                None,
+            )
+        )
 
     def _enqueue(self, delivery: Delivery) -> None:
         loop = self.loop
@@ -259,10 +290,16 @@ class WebhookDispatcher:
         return status
 
     def _record(self, delivery: Delivery, outcome: str, status: int | None) -> None:
-        self.log.append({
-            "shop": delivery.shop.domain, "topic": delivery.topic, "url": delivery.url,
-            "webhook_id": delivery.webhook_id, "attempt": delivery.attempts,
-            "outcome": outcome, "status": status,
-        })
+        self.log.append(
+            {
+                "shop": delivery.shop.domain,
+                "topic": delivery.topic,
+                "url": delivery.url,
+                "webhook_id": delivery.webhook_id,
+                "attempt": delivery.attempts,
+                "outcome": outcome,
+                "status": status,
+            }
+        )
         if len(self.log) > 10_000:
             del self.log[:5_000]

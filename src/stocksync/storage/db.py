@@ -7,9 +7,12 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import asyncio
+
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.util import await_only
 
 from stocksync.config import async_url
 
@@ -55,9 +58,27 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 
+    # SQLite has one writer. Left to its busy handler, waiting writers sleep and poll, and a
+    # process that commits and begins again at once wins every time: a steady stream of
+    # webhook transactions would starve the job worker. In one process, writers queue on a
+    # fair lock instead; between processes, the busy timeout still applies.
+    writers = asyncio.Lock()
+
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        await_only(writers.acquire())
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            writers.release()
+            raise
+
+    def _release(_conn: Any) -> None:
+        if writers.locked():
+            writers.release()
+
+    event.listen(engine.sync_engine, "commit", _release)
+    event.listen(engine.sync_engine, "rollback", _release)
 
 
 @asynccontextmanager

@@ -47,12 +47,34 @@ async def upsert(
     ``excluded(name)`` refers to the proposed row)."""
     if not rows:
         return
-    stmt: Insert = _insert(conn, table).values(list(rows))
+    # executemany, not one multi-row VALUES: compiling a statement with thousands of bound
+    # parameters costs far more than the database's work.
+    stmt: Insert = _insert(conn, table)
     resolved = {k: (v(stmt) if callable(v) else v) for k, v in update.items()}
     stmt = stmt.on_conflict_do_update(index_elements=conflict, set_=resolved)  # type: ignore[attr-defined]
-    await conn.execute(stmt)
+    await conn.execute(stmt, [dict(r) for r in rows])
 
 
 def excluded(name: str) -> Any:
     """Refer to the proposed row's column in an :func:`upsert` update."""
     return lambda stmt: stmt.excluded[name]
+
+
+async def insert_many_ignore(
+    conn: AsyncConnection,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    conflict: Sequence[str],
+    returning: Sequence[str],
+) -> list[Any]:
+    """Insert ``rows`` in one statement, skipping those whose ``conflict`` key exists; returns
+    the ``returning`` columns of the rows actually inserted."""
+    if not rows:
+        return []
+    stmt = (
+        _insert(conn, table)
+        .on_conflict_do_nothing(index_elements=conflict)
+        .returning(*(table.c[name] for name in returning))
+    )
+    # executemany with RETURNING: SQLAlchemy batches it as "insertmanyvalues".
+    return list((await conn.execute(stmt, [dict(r) for r in rows])).all())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from graphql import GraphQLResolveInfo
@@ -13,7 +14,7 @@ from stocksync.sandbox.webhooks import Subscription
 
 Info = GraphQLResolveInfo
 
-_NODE_KINDS = {
+_NODE_KINDS: dict[str, Callable[[Shop, int], Any]] = {
     "Product": lambda shop, n: shop.products.get(n),
     "ProductVariant": lambda shop, n: shop.variants.get(n),
     "InventoryItem": lambda shop, n: shop.items.get(n),
@@ -92,22 +93,36 @@ def webhook_subscription(_: Any, info: Info, id: str) -> Any:
 
 
 @field_resolver("Mutation", "webhookSubscriptionCreate")
-def webhook_subscription_create(_: Any, info: Info, topic: str,
-                                webhookSubscription: dict[str, Any]) -> Any:  # noqa: N803
+def webhook_subscription_create(
+    _: Any, info: Info, topic: str, webhookSubscription: dict[str, Any]
+) -> Any:
     context = ctx(info)
     url = webhookSubscription.get("callbackUrl")
     if not url or not str(url).startswith(("http://", "https://")):
-        return {"webhookSubscription": None,
-                "userErrors": [{"field": ["webhookSubscription", "callbackUrl"],
-                                "message": "Address is invalid"}]}
+        return {
+            "webhookSubscription": None,
+            "userErrors": [
+                {"field": ["webhookSubscription", "callbackUrl"], "message": "Address is invalid"}
+            ],
+        }
     for existing in context.sandbox.webhooks.of_shop(context.shop):
         if existing.topic == topic and existing.callback_url == url:
-            return {"webhookSubscription": None,
-                    "userErrors": [{"field": ["webhookSubscription", "callbackUrl"],
-                                    "message": "Address for this topic has already been taken"}]}
+            return {
+                "webhookSubscription": None,
+                "userErrors": [
+                    {
+                        "field": ["webhookSubscription", "callbackUrl"],
+                        "message": "Address for this topic has already been taken",
+                    }
+                ],
+            }
     sub = context.sandbox.webhooks.subscribe(
-        context.shop, topic, str(url), context.version,
-        webhookSubscription.get("includeFields"), webhookSubscription.get("format") or "JSON",
+        context.shop,
+        topic,
+        str(url),
+        context.version,
+        webhookSubscription.get("includeFields"),
+        webhookSubscription.get("format") or "JSON",
     )
     return {"webhookSubscription": sub, "userErrors": []}
 
@@ -117,8 +132,10 @@ def webhook_subscription_delete(_: Any, info: Info, id: str) -> Any:
     context = ctx(info)
     number = parse_gid(id, "WebhookSubscription")
     if number is None or not context.sandbox.webhooks.unsubscribe(context.shop, number):
-        return {"deletedWebhookSubscriptionId": None,
-                "userErrors": [{"field": ["id"], "message": "Webhook subscription does not exist"}]}
+        return {
+            "deletedWebhookSubscriptionId": None,
+            "userErrors": [{"field": ["id"], "message": "Webhook subscription does not exist"}],
+        }
     return {"deletedWebhookSubscriptionId": id, "userErrors": []}
 
 

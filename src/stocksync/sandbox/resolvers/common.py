@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from stocksync.sandbox.state import Shop
 
 Resolver = Callable[..., Any]
+Info = GraphQLResolveInfo[Any]
 RESOLVERS: dict[tuple[str, str], Resolver] = {}
 MAX_PAGE = 250
 
@@ -41,7 +42,7 @@ class Ctx:
     touched_levels: list[tuple[int, int]] = field(default_factory=list)
 
 
-def ctx(info: GraphQLResolveInfo) -> Ctx:
+def ctx(info: Info) -> Ctx:
     context = info.context
     assert isinstance(context, Ctx)
     return context
@@ -51,7 +52,7 @@ _SNAKE = re.compile(r"(?<!^)(?=[A-Z])")
 _snake_cache: dict[str, str] = {}
 
 
-def default_resolver(source: Any, info: GraphQLResolveInfo, **_: Any) -> Any:
+def default_resolver(source: Any, info: Info, **_: Any) -> Any:
     name = info.field_name
     if isinstance(source, dict):
         return source.get(name)
@@ -68,7 +69,7 @@ def default_resolver(source: Any, info: GraphQLResolveInfo, **_: Any) -> Any:
 def connection(
     items: Iterable[Any],
     args: dict[str, Any],
-    info: GraphQLResolveInfo,
+    info: Info,
     key: Callable[[Any], Any] = lambda item: item.id,
 ) -> dict[str, Any]:
     """A Relay connection over `items` (already in the requested order)."""
@@ -129,7 +130,7 @@ def money(amount: str, currency: str = "USD") -> dict[str, Any]:
     return {"shopMoney": value, "presentmentMoney": value}
 
 
-def idempotency_key(info: GraphQLResolveInfo) -> str | None:
+def idempotency_key(info: Info) -> str | None:
     directive = info.schema.get_directive("idempotent")
     if directive is None:
         return None
@@ -139,7 +140,7 @@ def idempotency_key(info: GraphQLResolveInfo) -> str | None:
 
 
 def idempotent(
-    info: GraphQLResolveInfo,
+    info: Info,
     args: dict[str, Any],
     compute: Callable[[], Any],
     mismatch: Callable[[], Any],

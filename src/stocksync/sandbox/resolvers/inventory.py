@@ -62,15 +62,17 @@ def inventory_level(_: Any, info: Info, id: str) -> Any:
 @field_resolver("QueryRoot", "locations")
 def locations(_: Any, info: Info, **args: Any) -> Any:
     shop = ctx(info).shop
-    items = [
-        loc for loc in shop.locations.values() if loc.is_active or args.get("includeInactive")
-    ]
-    items = filter_items(items, args.get("query"), {"name": lambda loc: loc.name,
-                                                     "id": lambda loc: loc.id})
+    items = [loc for loc in shop.locations.values() if loc.is_active or args.get("includeInactive")]
+    items = filter_items(
+        items, args.get("query"), {"name": lambda loc: loc.name, "id": lambda loc: loc.id}
+    )
     if args.get("sortKey") == "ID":
         return connection(sorted(items, key=lambda loc: loc.id), args, info)
     return connection(
-        sorted(items, key=lambda loc: [loc.name, loc.id]), args, info, lambda loc: [loc.name, loc.id]
+        sorted(items, key=lambda loc: [loc.name, loc.id]),
+        args,
+        info,
+        lambda loc: [loc.name, loc.id],
     )
 
 
@@ -113,7 +115,7 @@ def item_variant(item: InventoryItem, info: Info) -> Any:
 
 
 @field_resolver("InventoryItem", "inventoryLevel")
-def item_level(item: InventoryItem, info: Info, locationId: str) -> Any:  # noqa: N803
+def item_level(item: InventoryItem, info: Info, locationId: str) -> Any:
     loc = parse_gid(locationId, "Location")
     return ctx(info).shop.level(item.id, loc) if loc else None
 
@@ -125,7 +127,7 @@ def item_levels(item: InventoryItem, info: Info, **args: Any) -> Any:
 
 
 @field_resolver("Location", "inventoryLevel")
-def location_level(loc: Location, info: Info, inventoryItemId: str) -> Any:  # noqa: N803
+def location_level(loc: Location, info: Info, inventoryItemId: str) -> Any:
     item = parse_gid(inventoryItemId, "InventoryItem")
     return ctx(info).shop.level(item, loc.id) if item else None
 
@@ -185,8 +187,17 @@ def quantities(level: InventoryLevel, info: Info, names: list[str]) -> Any:
             "updatedAt": level.updated_at,
         }
         for name in names
-        if name in ("available", "committed", "damaged", "incoming", "on_hand",
-                    "quality_control", "reserved", "safety_stock")
+        if name
+        in (
+            "available",
+            "committed",
+            "damaged",
+            "incoming",
+            "on_hand",
+            "quality_control",
+            "reserved",
+            "safety_stock",
+        )
     ]
 
 
@@ -208,17 +219,24 @@ def _resolve_level(
     item_number = parse_gid(entry.get("inventoryItemId"), "InventoryItem")
     item = shop.items.get(item_number) if item_number else None
     if item is None:
-        raise ShopError("The specified inventory item could not be found.",
-                        "INVALID_INVENTORY_ITEM", [*path, "inventoryItemId"])
+        raise ShopError(
+            "The specified inventory item could not be found.",
+            "INVALID_INVENTORY_ITEM",
+            [*path, "inventoryItemId"],
+        )
     loc_number = parse_gid(entry.get("locationId"), "Location")
     loc = shop.locations.get(loc_number) if loc_number else None
     if loc is None:
-        raise ShopError("The specified location could not be found.",
-                        "INVALID_LOCATION", [*path, "locationId"])
+        raise ShopError(
+            "The specified location could not be found.", "INVALID_LOCATION", [*path, "locationId"]
+        )
     level = shop.level(item.id, loc.id)
     if level is None or not loc.is_active:
-        raise ShopError("The specified inventory item is not stocked at the location.",
-                        "ITEM_NOT_STOCKED_AT_LOCATION", [*path, "locationId"])
+        raise ShopError(
+            "The specified inventory item is not stocked at the location.",
+            "ITEM_NOT_STOCKED_AT_LOCATION",
+            [*path, "locationId"],
+        )
     # A fault may change this level now, as another sale would between a read and this write.
     ctx(info).sandbox.maybe_race(shop, level)
     return item, loc, level
@@ -240,12 +258,19 @@ def _set_quantities(info: Info, input: dict[str, Any]) -> dict[str, Any]:
     additions = ctx(info).additions
     name, reason = input["name"], input["reason"]
     if name not in SETTABLE_NAMES:
-        return _payload([ShopError(
-            "The quantity name must be either 'available' or 'on_hand'.", "INVALID_NAME",
-            ["input", "name"])])
+        return _payload(
+            [
+                ShopError(
+                    "The quantity name must be either 'available' or 'on_hand'.",
+                    "INVALID_NAME",
+                    ["input", "name"],
+                )
+            ]
+        )
     if reason not in INVENTORY_REASONS:
-        return _payload([ShopError("The specified reason is invalid.", "INVALID_REASON",
-                                   ["input", "reason"])])
+        return _payload(
+            [ShopError("The specified reason is invalid.", "INVALID_REASON", ["input", "reason"])]
+        )
     errors: list[ShopError] = []
     planned: list[tuple[InventoryLevel, int]] = []
     seen: set[tuple[int, int]] = set()
@@ -256,32 +281,48 @@ def _set_quantities(info: Info, input: dict[str, Any]) -> dict[str, Any]:
             if (item.id, loc.id) in seen:
                 raise ShopError(
                     "The combination of inventoryItemId and locationId must be unique.",
-                    "NO_DUPLICATE_INVENTORY_ITEM_ID_GROUP_ID_PAIR", path)
+                    "NO_DUPLICATE_INVENTORY_ITEM_ID_GROUP_ID_PAIR",
+                    path,
+                )
             seen.add((item.id, loc.id))
             quantity = entry["quantity"]
             if quantity < 0:
-                raise ShopError("The quantity can't be negative.", "INVALID_QUANTITY_NEGATIVE",
-                                [*path, "quantity"])
+                raise ShopError(
+                    "The quantity can't be negative.",
+                    "INVALID_QUANTITY_NEGATIVE",
+                    [*path, "quantity"],
+                )
             if quantity > MAX_QUANTITY:
-                raise ShopError("The quantity can't be higher than 1,000,000,000.",
-                                "INVALID_QUANTITY_TOO_HIGH", [*path, "quantity"])
+                raise ShopError(
+                    "The quantity can't be higher than 1,000,000,000.",
+                    "INVALID_QUANTITY_TOO_HIGH",
+                    [*path, "quantity"],
+                )
             current = level.quantity(name)
             if additions and "changeFromQuantity" in entry:
                 # From 2026-01 changeFromQuantity (even an explicit null) overrides
                 # compareQuantity and ignoreCompareQuantity.
                 expected = entry["changeFromQuantity"]
                 if expected is not None and expected != current:
-                    raise ShopError("The specified compare quantity is stale.",
-                                    "CHANGE_FROM_QUANTITY_STALE", [*path, "changeFromQuantity"])
+                    raise ShopError(
+                        "The specified compare quantity is stale.",
+                        "CHANGE_FROM_QUANTITY_STALE",
+                        [*path, "changeFromQuantity"],
+                    )
             elif not input.get("ignoreCompareQuantity"):
                 if entry.get("compareQuantity") is None:
                     raise ShopError(
                         "The compareQuantity argument must be given to each quantity or "
                         "ignored using ignoreCompareQuantity.",
-                        "COMPARE_QUANTITY_REQUIRED", [*path, "compareQuantity"])
+                        "COMPARE_QUANTITY_REQUIRED",
+                        [*path, "compareQuantity"],
+                    )
                 if entry["compareQuantity"] != current:
-                    raise ShopError("The compareQuantity value does not match persisted value.",
-                                    "COMPARE_QUANTITY_STALE", [*path, "compareQuantity"])
+                    raise ShopError(
+                        "The compareQuantity value does not match persisted value.",
+                        "COMPARE_QUANTITY_STALE",
+                        [*path, "compareQuantity"],
+                    )
             planned.append((level, quantity))
         except ShopError as exc:
             errors.append(exc)
@@ -294,8 +335,11 @@ def _set_quantities(info: Info, input: dict[str, Any]) -> dict[str, Any]:
         if delta == 0:
             continue
         for changed in ("available", "on_hand"):
-            changes.append(AdjustmentChange(
-                changed, delta, level.quantity(changed), level.item_id, level.location_id))
+            changes.append(
+                AdjustmentChange(
+                    changed, delta, level.quantity(changed), level.item_id, level.location_id
+                )
+            )
     group = shop.record_adjustment(reason, input.get("referenceDocumentUri"), changes)
     return _payload([], group)
 
@@ -310,28 +354,43 @@ def _adjust_quantities(info: Info, input: dict[str, Any]) -> dict[str, Any]:
     additions = ctx(info).additions
     name, reason = input["name"], input["reason"]
     if name not in SETTABLE_NAMES:
-        return _payload([ShopError("The quantity name is not valid.", "INVALID_QUANTITY_NAME",
-                                   ["input", "name"])])
+        return _payload(
+            [
+                ShopError(
+                    "The quantity name is not valid.", "INVALID_QUANTITY_NAME", ["input", "name"]
+                )
+            ]
+        )
     if reason not in INVENTORY_REASONS:
-        return _payload([ShopError("The specified reason is invalid.", "INVALID_REASON",
-                                   ["input", "reason"])])
+        return _payload(
+            [ShopError("The specified reason is invalid.", "INVALID_REASON", ["input", "reason"])]
+        )
     errors: list[ShopError] = []
     planned: list[tuple[InventoryLevel, int, str | None]] = []
     for i, entry in enumerate(input["changes"]):
         path = ["input", "changes", str(i)]
         try:
             _, _, level = _resolve_level(info, entry, path)
-            if additions and entry.get("changeFromQuantity") is not None:
-                if entry["changeFromQuantity"] != level.quantity(name):
-                    raise ShopError("The specified compare quantity is stale.",
-                                    "CHANGE_FROM_QUANTITY_STALE", [*path, "changeFromQuantity"])
+            expected = entry.get("changeFromQuantity") if additions else None
+            if expected is not None and expected != level.quantity(name):
+                raise ShopError(
+                    "The specified compare quantity is stale.",
+                    "CHANGE_FROM_QUANTITY_STALE",
+                    [*path, "changeFromQuantity"],
+                )
             after = level.quantity(name) + entry["delta"]
             if after > MAX_QUANTITY:
-                raise ShopError("The quantity can't be higher than 1,000,000,000.",
-                                "INVALID_QUANTITY_TOO_HIGH", [*path, "delta"])
+                raise ShopError(
+                    "The quantity can't be higher than 1,000,000,000.",
+                    "INVALID_QUANTITY_TOO_HIGH",
+                    [*path, "delta"],
+                )
             if after < -MAX_QUANTITY:
-                raise ShopError("The quantity can't be lower than -1,000,000,000.",
-                                "INVALID_QUANTITY_TOO_LOW", [*path, "delta"])
+                raise ShopError(
+                    "The quantity can't be lower than -1,000,000,000.",
+                    "INVALID_QUANTITY_TOO_LOW",
+                    [*path, "delta"],
+                )
             planned.append((level, entry["delta"], entry.get("ledgerDocumentUri")))
         except ShopError as exc:
             errors.append(exc)
@@ -341,9 +400,16 @@ def _adjust_quantities(info: Info, input: dict[str, Any]) -> dict[str, Any]:
     for level, delta, ledger in planned:
         shop.change_level(level, name, delta)
         for changed in ("available", "on_hand"):
-            changes.append(AdjustmentChange(
-                changed, delta, level.quantity(changed), level.item_id, level.location_id,
-                ledger if changed == name else None))
+            changes.append(
+                AdjustmentChange(
+                    changed,
+                    delta,
+                    level.quantity(changed),
+                    level.item_id,
+                    level.location_id,
+                    ledger if changed == name else None,
+                )
+            )
     group = shop.record_adjustment(reason, input.get("referenceDocumentUri"), changes)
     return _payload([], group)
 
@@ -354,8 +420,14 @@ def inventory_adjust_quantities(_: Any, info: Info, input: dict[str, Any]) -> An
 
 
 @field_resolver("Mutation", "inventoryActivate")
-def inventory_activate(_: Any, info: Info, inventoryItemId: str, locationId: str,  # noqa: N803
-                       available: int | None = None, onHand: int | None = None) -> Any:  # noqa: N803
+def inventory_activate(
+    _: Any,
+    info: Info,
+    inventoryItemId: str,
+    locationId: str,
+    available: int | None = None,
+    onHand: int | None = None,
+) -> Any:
     shop = ctx(info).shop
     try:
         item = parse_gid(inventoryItemId, "InventoryItem")
@@ -372,15 +444,17 @@ def inventory_item_update(_: Any, info: Info, id: str, input: dict[str, Any]) ->
     number = parse_gid(id, "InventoryItem")
     item = shop.items.get(number) if number else None
     if item is None:
-        return {"inventoryItem": None,
-                "userErrors": [{"field": ["id"], "message": "Inventory item does not exist"}]}
+        return {
+            "inventoryItem": None,
+            "userErrors": [{"field": ["id"], "message": "Inventory item does not exist"}],
+        }
     variant = shop.variants[item.variant_id]
     spec: dict[str, Any] = {}
     if "sku" in input:
         spec["sku"] = input["sku"]
     if input.get("tracked") is not None:
         spec["tracked"] = input["tracked"]
-    weight = ((input.get("measurement") or {}).get("weight") or {})
+    weight = (input.get("measurement") or {}).get("weight") or {}
     if weight.get("value") is not None:
         spec["weight"] = weight["value"]
         item.weight_unit = weight.get("unit") or item.weight_unit

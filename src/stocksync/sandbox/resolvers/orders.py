@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 from graphql import GraphQLResolveInfo
@@ -48,8 +49,11 @@ def orders(_: Any, info: Info, **args: Any) -> Any:
         "processed_at": lambda o: o.created_at,
         "financial_status": lambda o: o.financial_status.lower(),
         "fulfillment_status": lambda o: o.fulfillment_status.lower(),
-        "status": lambda o: ["any", "cancelled" if o.cancelled_at else "open",
-                             *(["closed"] if o.closed_at else [])],
+        "status": lambda o: [
+            "any",
+            "cancelled" if o.cancelled_at else "open",
+            *(["closed"] if o.closed_at else []),
+        ],
         "id": lambda o: o.id,
         "name": lambda o: o.name,
         "tag": lambda o: o.tags,
@@ -59,11 +63,19 @@ def orders(_: Any, info: Info, **args: Any) -> Any:
     items = filter_items(shop.orders.values(), args.get("query"), filters)
     sort = args.get("sortKey") or "PROCESSED_AT"
     if sort == "UPDATED_AT":
-        return connection(sorted(items, key=lambda o: [o.updated_at, o.id]), args, info,
-                          lambda o: [o.updated_at, o.id])
+        return connection(
+            sorted(items, key=lambda o: [o.updated_at, o.id]),
+            args,
+            info,
+            lambda o: [o.updated_at, o.id],
+        )
     if sort in ("CREATED_AT", "PROCESSED_AT"):
-        return connection(sorted(items, key=lambda o: [o.created_at, o.id]), args, info,
-                          lambda o: [o.created_at, o.id])
+        return connection(
+            sorted(items, key=lambda o: [o.created_at, o.id]),
+            args,
+            info,
+            lambda o: [o.created_at, o.id],
+        )
     return connection(sorted(items, key=lambda o: o.id), args, info)
 
 
@@ -119,7 +131,10 @@ def unpaid(o: Order, info: Info) -> bool:
 @field_resolver("Order", "canMarkAsPaid")
 def can_mark_as_paid(o: Order, info: Info) -> bool:
     return o.cancelled_at is None and o.financial_status in (
-        "PENDING", "AUTHORIZED", "PARTIALLY_PAID")
+        "PENDING",
+        "AUTHORIZED",
+        "PARTIALLY_PAID",
+    )
 
 
 @field_resolver("Order", "subtotalLineItemsQuantity")
@@ -340,8 +355,9 @@ def calc_lines(edit: OrderEdit, info: Info, **args: Any) -> Any:
 
 # ------------------------------------------------------------------------ mutations
 @field_resolver("Mutation", "orderCreate")
-def order_create(_: Any, info: Info, order: dict[str, Any],
-                 options: dict[str, Any] | None = None) -> Any:
+def order_create(
+    _: Any, info: Info, order: dict[str, Any], options: dict[str, Any] | None = None
+) -> Any:
     shop = ctx(info).shop
     lines = []
     for i, spec in enumerate(order.get("lineItems") or []):
@@ -349,25 +365,47 @@ def order_create(_: Any, info: Info, order: dict[str, Any],
         if spec.get("variantId"):
             variant_number = parse_gid(spec["variantId"], "ProductVariant")
             if variant_number is None:
-                return {"order": None, "userErrors": [{
-                    "field": ["order", "lineItems", str(i), "variantId"],
-                    "message": "Variant id is invalid", "code": "INVALID"}]}
+                return {
+                    "order": None,
+                    "userErrors": [
+                        {
+                            "field": ["order", "lineItems", str(i), "variantId"],
+                            "message": "Variant id is invalid",
+                            "code": "INVALID",
+                        }
+                    ],
+                }
         price = (((spec.get("priceSet") or {}).get("shopMoney")) or {}).get("amount")
-        lines.append({
-            "variant_id": variant_number, "quantity": spec["quantity"], "sku": spec.get("sku"),
-            "title": spec.get("title"), "price": str(price) if price is not None else None,
-        })
+        lines.append(
+            {
+                "variant_id": variant_number,
+                "quantity": spec["quantity"],
+                "sku": spec.get("sku"),
+                "title": spec.get("title"),
+                "price": str(price) if price is not None else None,
+            }
+        )
     if not lines:
-        return {"order": None, "userErrors": [{
-            "field": ["order", "lineItems"], "message": "Line items can't be blank",
-            "code": "INVALID"}]}
+        return {
+            "order": None,
+            "userErrors": [
+                {
+                    "field": ["order", "lineItems"],
+                    "message": "Line items can't be blank",
+                    "code": "INVALID",
+                }
+            ],
+        }
     try:
         created = shop.create_order(
             lines=lines,
             financial_status=order.get("financialStatus") or "PENDING",
             inventory_behaviour=(options or {}).get("inventoryBehaviour") or "BYPASS",
-            email=order.get("email"), test=bool(order.get("test")), tags=order.get("tags"),
-            note=order.get("note"), currency=order.get("currency") or "USD",
+            email=order.get("email"),
+            test=bool(order.get("test")),
+            tags=order.get("tags"),
+            note=order.get("note"),
+            currency=order.get("currency") or "USD",
         )
     except ShopError as exc:
         return {"order": None, "userErrors": [user_error(exc, coded=True)]}
@@ -387,23 +425,33 @@ def order_mark_as_paid(_: Any, info: Info, input: dict[str, Any]) -> Any:
 
 
 @field_resolver("Mutation", "orderCancel")
-def order_cancel(_: Any, info: Info, orderId: str, refund: bool, restock: bool,  # noqa: N803
-                 reason: str, notifyCustomer: bool = False, staffNote: str | None = None) -> Any:  # noqa: N803
+def order_cancel(
+    _: Any,
+    info: Info,
+    orderId: str,
+    refund: bool,
+    restock: bool,
+    reason: str,
+    notifyCustomer: bool = False,
+    staffNote: str | None = None,
+) -> Any:
     shop = ctx(info).shop
     found = _order(info, orderId)
     if found is None or found.cancelled_at is not None:
         message = "Order does not exist" if found is None else "Order has already been cancelled."
         code = "NOT_FOUND" if found is None else "INVALID"
         error = {"field": ["orderId"], "message": message}
-        return {"job": None, "orderCancelUserErrors": [{**error, "code": code}], "userErrors": [error]}
+        return {
+            "job": None,
+            "orderCancelUserErrors": [{**error, "code": code}],
+            "userErrors": [error],
+        }
     pending = shop.new_job()
 
     def run() -> None:
         # Shopify cancels asynchronously: the mutation returns a job, the order changes later.
-        try:
+        with contextlib.suppress(ShopError):
             shop.cancel(found, reason=reason, restock=restock, refund=refund)
-        except ShopError:
-            pass
         pending.done = True
 
     ctx(info).sandbox.call_soon(run)
@@ -411,19 +459,25 @@ def order_cancel(_: Any, info: Info, orderId: str, refund: bool, restock: bool, 
 
 
 @field_resolver("Mutation", "fulfillmentCreate")
-def fulfillment_create(_: Any, info: Info, fulfillment: dict[str, Any],
-                       message: str | None = None) -> Any:
+def fulfillment_create(
+    _: Any, info: Info, fulfillment: dict[str, Any], message: str | None = None
+) -> Any:
     shop = ctx(info).shop
     requests: list[tuple[int, list[tuple[int, int]] | None]] = []
     for entry in fulfillment["lineItemsByFulfillmentOrder"]:
         fo_number = parse_gid(entry["fulfillmentOrderId"], "FulfillmentOrder") or 0
         lines = entry.get("fulfillmentOrderLineItems")
-        requests.append((
-            fo_number,
-            None if lines is None else [
-                (parse_gid(x["id"], "FulfillmentOrderLineItem") or 0, x["quantity"]) for x in lines
-            ],
-        ))
+        requests.append(
+            (
+                fo_number,
+                None
+                if lines is None
+                else [
+                    (parse_gid(x["id"], "FulfillmentOrderLineItem") or 0, x["quantity"])
+                    for x in lines
+                ],
+            )
+        )
     try:
         created = shop.fulfill(requests)
     except ShopError as exc:
@@ -435,19 +489,24 @@ def _refund_create(info: Info, input: dict[str, Any]) -> dict[str, Any]:
     shop = ctx(info).shop
     found = _order(info, input["orderId"])
     if found is None:
-        return {"order": None, "refund": None,
-                "userErrors": [{"field": ["orderId"], "message": "Order does not exist"}]}
+        return {
+            "order": None,
+            "refund": None,
+            "userErrors": [{"field": ["orderId"], "message": "Order does not exist"}],
+        }
     lines = []
     for spec in input.get("refundLineItems") or []:
         location = parse_gid(spec.get("locationId"), "Location") if spec.get("locationId") else None
         if spec.get("locationId") and location is None:
             location = -1  # reported as a missing location by the shop
-        lines.append({
-            "line_item_id": parse_gid(spec["lineItemId"], "LineItem") or 0,
-            "quantity": spec["quantity"],
-            "restock_type": spec.get("restockType"),
-            "location_id": location,
-        })
+        lines.append(
+            {
+                "line_item_id": parse_gid(spec["lineItemId"], "LineItem") or 0,
+                "quantity": spec["quantity"],
+                "restock_type": spec.get("restockType"),
+                "location_id": location,
+            }
+        )
     try:
         created = shop.refund(found, lines, input.get("note"))
     except ShopError as exc:
@@ -458,9 +517,14 @@ def _refund_create(info: Info, input: dict[str, Any]) -> dict[str, Any]:
 @field_resolver("Mutation", "refundCreate")
 def refund_create(_: Any, info: Info, input: dict[str, Any]) -> Any:
     return idempotent(
-        info, input, lambda: _refund_create(info, input),
-        lambda: {"order": None, "refund": None,
-                 "userErrors": [{"field": None, "message": MISMATCH_MESSAGE}]},
+        info,
+        input,
+        lambda: _refund_create(info, input),
+        lambda: {
+            "order": None,
+            "refund": None,
+            "userErrors": [{"field": None, "message": MISMATCH_MESSAGE}],
+        },
     )
 
 
@@ -473,8 +537,10 @@ def _edit(info: Info, calc_id: str) -> OrderEdit | None:
 def order_edit_begin(_: Any, info: Info, id: str) -> Any:
     found = _order(info, id)
     if found is None:
-        return {"calculatedOrder": None,
-                "userErrors": [{"field": ["id"], "message": "Order does not exist"}]}
+        return {
+            "calculatedOrder": None,
+            "userErrors": [{"field": ["id"], "message": "Order does not exist"}],
+        }
     try:
         edit = ctx(info).shop.begin_edit(found)
     except ShopError as exc:
@@ -483,33 +549,52 @@ def order_edit_begin(_: Any, info: Info, id: str) -> Any:
 
 
 @field_resolver("Mutation", "orderEditSetQuantity")
-def order_edit_set_quantity(_: Any, info: Info, id: str, lineItemId: str, quantity: int,  # noqa: N803
-                            restock: bool = False) -> Any:
+def order_edit_set_quantity(
+    _: Any, info: Info, id: str, lineItemId: str, quantity: int, restock: bool = False
+) -> Any:
     edit = _edit(info, id)
     none = {"calculatedLineItem": None, "calculatedOrder": None}
     if edit is None or edit.committed:
-        return {**none, "userErrors": [{"field": ["id"], "message": "The order edit does not exist"}]}
+        return {
+            **none,
+            "userErrors": [{"field": ["id"], "message": "The order edit does not exist"}],
+        }
     o = ctx(info).shop.orders[edit.order_id]
     line = o.line(parse_gid(lineItemId, "CalculatedLineItem") or 0)
     if line is None:
-        return {**none, "userErrors": [
-            {"field": ["lineItemId"], "message": "The line item does not exist"}]}
+        return {
+            **none,
+            "userErrors": [{"field": ["lineItemId"], "message": "The line item does not exist"}],
+        }
     if quantity < line.current_quantity - max(0, line.unfulfilled):
-        return {**none, "userErrors": [{
-            "field": ["quantity"],
-            "message": "The quantity can't be lower than the number of fulfilled units."}]}
+        return {
+            **none,
+            "userErrors": [
+                {
+                    "field": ["quantity"],
+                    "message": "The quantity can't be lower than the number of fulfilled units.",
+                }
+            ],
+        }
     edit.quantities[line.id] = quantity
     edit.restock[line.id] = bool(restock)
-    return {"calculatedLineItem": _calculated_line(edit, line, info), "calculatedOrder": edit,
-            "userErrors": []}
+    return {
+        "calculatedLineItem": _calculated_line(edit, line, info),
+        "calculatedOrder": edit,
+        "userErrors": [],
+    }
 
 
 @field_resolver("Mutation", "orderEditCommit")
-def order_edit_commit(_: Any, info: Info, id: str, notifyCustomer: bool | None = None,  # noqa: N803
-                      staffNote: str | None = None) -> Any:  # noqa: N803
+def order_edit_commit(
+    _: Any, info: Info, id: str, notifyCustomer: bool | None = None, staffNote: str | None = None
+) -> Any:
     edit = _edit(info, id)
     if edit is None:
-        return {"order": None, "userErrors": [{"field": ["id"], "message": "The order edit does not exist"}]}
+        return {
+            "order": None,
+            "userErrors": [{"field": ["id"], "message": "The order edit does not exist"}],
+        }
     try:
         committed = ctx(info).shop.commit_edit(edit)
     except ShopError as exc:

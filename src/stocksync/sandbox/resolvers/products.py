@@ -153,7 +153,7 @@ def only_default(p: Product, info: Info) -> bool:
 
 
 @field_resolver("Product", "publishedOnPublication")
-def published_on(p: Product, info: Info, publicationId: str) -> bool:  # noqa: N803
+def published_on(p: Product, info: Info, publicationId: str) -> bool:
     return parse_gid(publicationId, "Publication") in p.publication_ids
 
 
@@ -203,8 +203,11 @@ def _images(media: list[dict[str, Any]] | None) -> list[tuple[str, str | None]]:
 
 def _apply_product_fields(product: Product, data: dict[str, Any], shop: Any) -> None:
     for src, dst in (
-        ("title", "title"), ("descriptionHtml", "description_html"), ("vendor", "vendor"),
-        ("productType", "product_type"), ("handle", "handle"),
+        ("title", "title"),
+        ("descriptionHtml", "description_html"),
+        ("vendor", "vendor"),
+        ("productType", "product_type"),
+        ("handle", "handle"),
     ):
         if data.get(src) is not None:
             setattr(product, dst, data[src])
@@ -218,32 +221,51 @@ def _apply_product_fields(product: Product, data: dict[str, Any], shop: Any) -> 
 
 
 @field_resolver("Mutation", "productCreate")
-def product_create(_: Any, info: Info, product: dict[str, Any] | None = None,
-                   media: list[dict[str, Any]] | None = None) -> Any:
+def product_create(
+    _: Any,
+    info: Info,
+    product: dict[str, Any] | None = None,
+    media: list[dict[str, Any]] | None = None,
+) -> Any:
     shop = ctx(info).shop
     data = product or {}
     if not (data.get("title") or "").strip():
-        return {"product": None, "shop": shop,
-                "userErrors": [{"field": ["title"], "message": "Title can't be blank"}]}
+        return {
+            "product": None,
+            "shop": shop,
+            "userErrors": [{"field": ["title"], "message": "Title can't be blank"}],
+        }
     options = [
-        (o.get("name") or f"Option{i + 1}", [v["name"] for v in o.get("values") or [] if v.get("name")])
+        (
+            o.get("name") or f"Option{i + 1}",
+            [v["name"] for v in o.get("values") or [] if v.get("name")],
+        )
         for i, o in enumerate(data.get("productOptions") or [])
     ]
     # As on Shopify since 2024-04, productCreate makes one variant from each option's first value.
     first_values = [(name, values[0]) for name, values in options if values]
     created = shop.create_product(
-        title=data["title"], description_html=data.get("descriptionHtml") or "",
-        vendor=data.get("vendor") or "", product_type=data.get("productType") or "",
-        status=data.get("status") or "ACTIVE", tags=data.get("tags") or [],
-        handle=data.get("handle"), options=options,
-        variants=[{"option_values": first_values}], image_urls=_images(media),
+        title=data["title"],
+        description_html=data.get("descriptionHtml") or "",
+        vendor=data.get("vendor") or "",
+        product_type=data.get("productType") or "",
+        status=data.get("status") or "ACTIVE",
+        tags=data.get("tags") or [],
+        handle=data.get("handle"),
+        options=options,
+        variants=[{"option_values": first_values}],
+        image_urls=_images(media),
     )
     return {"product": created, "shop": shop, "userErrors": []}
 
 
 @field_resolver("Mutation", "productUpdate")
-def product_update(_: Any, info: Info, product: dict[str, Any] | None = None,
-                   media: list[dict[str, Any]] | None = None) -> Any:
+def product_update(
+    _: Any,
+    info: Info,
+    product: dict[str, Any] | None = None,
+    media: list[dict[str, Any]] | None = None,
+) -> Any:
     shop = ctx(info).shop
     data = product or {}
     try:
@@ -251,8 +273,10 @@ def product_update(_: Any, info: Info, product: dict[str, Any] | None = None,
     except ShopError as exc:
         return {"product": None, "userErrors": [user_error(exc)]}
     if data.get("title") is not None and not data["title"].strip():
-        return {"product": None,
-                "userErrors": [{"field": ["title"], "message": "Title can't be blank"}]}
+        return {
+            "product": None,
+            "userErrors": [{"field": ["title"], "message": "Title can't be blank"}],
+        }
     _apply_product_fields(found, data, shop)
     for url, alt in _images(media):
         found.images.append(Image(shop.ids(), url, alt))
@@ -263,11 +287,19 @@ def product_update(_: Any, info: Info, product: dict[str, Any] | None = None,
 def _variant_spec(data: dict[str, Any], shop: Any, path: list[str]) -> dict[str, Any]:
     spec: dict[str, Any] = {}
     for src, dst in (
-        ("barcode", "barcode"), ("compareAtPrice", "compare_at_price"), ("price", "price"),
-        ("taxable", "taxable"), ("inventoryPolicy", "inventory_policy"), ("sku", "sku"),
+        ("barcode", "barcode"),
+        ("compareAtPrice", "compare_at_price"),
+        ("price", "price"),
+        ("taxable", "taxable"),
+        ("inventoryPolicy", "inventory_policy"),
+        ("sku", "sku"),
     ):
         if src in data:
-            spec[dst] = str(data[src]) if src in ("price", "compareAtPrice") and data[src] is not None else data[src]
+            spec[dst] = (
+                str(data[src])
+                if src in ("price", "compareAtPrice") and data[src] is not None
+                else data[src]
+            )
     item = data.get("inventoryItem") or {}
     if "sku" in item:
         spec["sku"] = item["sku"]
@@ -285,7 +317,8 @@ def _variant_spec(data: dict[str, Any], shop: Any, path: list[str]) -> dict[str,
         loc = parse_gid(q.get("locationId"), "Location")
         if loc is None or loc not in shop.locations:
             raise ShopError(
-                "Location does not exist", "TRACKED_VARIANT_LOCATION_NOT_FOUND",
+                "Location does not exist",
+                "TRACKED_VARIANT_LOCATION_NOT_FOUND",
                 [*path, "inventoryQuantities", str(i), "locationId"],
             )
         quantities[loc] = int(q["availableQuantity"] if "availableQuantity" in q else q["quantity"])
@@ -294,34 +327,47 @@ def _variant_spec(data: dict[str, Any], shop: Any, path: list[str]) -> dict[str,
     return spec
 
 
+def _combo_title(combo: tuple[tuple[str, str], ...]) -> str:
+    return " / ".join(value for _, value in combo) or "Default Title"
+
+
 def _combination(spec: dict[str, Any]) -> tuple[tuple[str, str], ...]:
     return tuple(spec.get("option_values") or ())
 
 
 @field_resolver("Mutation", "productVariantsBulkCreate")
-def variants_bulk_create(_: Any, info: Info, variants: list[dict[str, Any]], productId: str,  # noqa: N803
-                         media: Any = None, strategy: str = "DEFAULT") -> Any:
+def variants_bulk_create(
+    _: Any,
+    info: Info,
+    variants: list[dict[str, Any]],
+    productId: str,
+    media: Any = None,
+    strategy: str = "DEFAULT",
+) -> Any:
     shop = ctx(info).shop
     try:
         found = _lookup_product(info, productId, ["productId"])
         specs = [_variant_spec(v, shop, ["variants", str(i)]) for i, v in enumerate(variants)]
         existing = {tuple(shop.variants[v].option_values) for v in found.variant_ids}
         # The standalone variant is the one a product is created with, while it is alone.
-        standalone = (
-            [shop.variants[found.variant_ids[0]]] if len(found.variant_ids) == 1 else []
-        )
+        standalone = [shop.variants[found.variant_ids[0]]] if len(found.variant_ids) == 1 else []
         if strategy == "REMOVE_STANDALONE_VARIANT":
             existing -= {tuple(v.option_values) for v in standalone}
         for i, spec in enumerate(specs):
             combo = _combination(spec)
             if combo in existing:
                 raise ShopError(
-                    f"The variant '{' / '.join(v for _, v in combo) or 'Default Title'}' already exists.",
-                    "VARIANT_ALREADY_EXISTS", ["variants", str(i)],
+                    f"The variant '{_combo_title(combo)}' already exists.",
+                    "VARIANT_ALREADY_EXISTS",
+                    ["variants", str(i)],
                 )
             existing.add(combo)
     except ShopError as exc:
-        return {"product": None, "productVariants": None, "userErrors": [user_error(exc, coded=True)]}
+        return {
+            "product": None,
+            "productVariants": None,
+            "userErrors": [user_error(exc, coded=True)],
+        }
     if strategy == "REMOVE_STANDALONE_VARIANT":
         for variant in standalone:
             shop.delete_variant(variant)
@@ -334,8 +380,14 @@ def variants_bulk_create(_: Any, info: Info, variants: list[dict[str, Any]], pro
 
 
 @field_resolver("Mutation", "productVariantsBulkUpdate")
-def variants_bulk_update(_: Any, info: Info, variants: list[dict[str, Any]], productId: str,  # noqa: N803
-                         media: Any = None, allowPartialUpdates: bool = False) -> Any:  # noqa: N803
+def variants_bulk_update(
+    _: Any,
+    info: Info,
+    variants: list[dict[str, Any]],
+    productId: str,
+    media: Any = None,
+    allowPartialUpdates: bool = False,
+) -> Any:
     shop = ctx(info).shop
     try:
         found = _lookup_product(info, productId, ["productId"])
@@ -343,34 +395,48 @@ def variants_bulk_update(_: Any, info: Info, variants: list[dict[str, Any]], pro
         for i, data in enumerate(variants):
             path = ["variants", str(i)]
             if not data.get("id"):
-                raise ShopError("Product variant is missing ID attribute.",
-                                "PRODUCT_VARIANT_ID_MISSING", [*path, "id"])
+                raise ShopError(
+                    "Product variant is missing ID attribute.",
+                    "PRODUCT_VARIANT_ID_MISSING",
+                    [*path, "id"],
+                )
             number = parse_gid(data["id"], "ProductVariant")
             variant = shop.variants.get(number) if number else None
             if variant is None or variant.product_id != found.id:
-                raise ShopError("Product variant does not exist.",
-                                "PRODUCT_VARIANT_DOES_NOT_EXIST", [*path, "id"])
+                raise ShopError(
+                    "Product variant does not exist.",
+                    "PRODUCT_VARIANT_DOES_NOT_EXIST",
+                    [*path, "id"],
+                )
             if data.get("inventoryQuantities"):
                 raise ShopError(
                     "Inventory quantities can only be provided during create. To update inventory "
                     "for existing variants, use inventoryAdjustQuantities.",
-                    "NO_INVENTORY_QUANTITIES_ON_VARIANTS_UPDATE", [*path, "inventoryQuantities"],
+                    "NO_INVENTORY_QUANTITIES_ON_VARIANTS_UPDATE",
+                    [*path, "inventoryQuantities"],
                 )
             planned.append((variant, _variant_spec(data, shop, path)))
     except ShopError as exc:
-        return {"product": None, "productVariants": None, "userErrors": [user_error(exc, coded=True)]}
+        return {
+            "product": None,
+            "productVariants": None,
+            "userErrors": [user_error(exc, coded=True)],
+        }
     for variant, spec in planned:
         tracked_before = shop.items[variant.inventory_item_id].tracked
         sku_before = variant.sku
         shop.update_variant(variant, spec)
-        if shop.items[variant.inventory_item_id].tracked != tracked_before or variant.sku != sku_before:
+        if (
+            shop.items[variant.inventory_item_id].tracked != tracked_before
+            or variant.sku != sku_before
+        ):
             shop.emit_inventory_item("inventory_items/update", variant)
     shop.touch_product(found)
     return {"product": found, "productVariants": [v for v, _ in planned], "userErrors": []}
 
 
 @field_resolver("Mutation", "productVariantsBulkDelete")
-def variants_bulk_delete(_: Any, info: Info, variantsIds: list[str], productId: str) -> Any:  # noqa: N803
+def variants_bulk_delete(_: Any, info: Info, variantsIds: list[str], productId: str) -> Any:
     shop = ctx(info).shop
     try:
         found = _lookup_product(info, productId, ["productId"])
@@ -378,11 +444,15 @@ def variants_bulk_delete(_: Any, info: Info, variantsIds: list[str], productId: 
         if any(n not in found.variant_ids for n in numbers):
             raise ShopError(
                 "At least one variant does not belong to the product",
-                "AT_LEAST_ONE_VARIANT_DOES_NOT_BELONG_TO_THE_PRODUCT", ["variantsIds"],
+                "AT_LEAST_ONE_VARIANT_DOES_NOT_BELONG_TO_THE_PRODUCT",
+                ["variantsIds"],
             )
         if len(set(numbers)) >= len(found.variant_ids):
-            raise ShopError("Cannot delete the last variant of a product.",
-                            "CANNOT_DELETE_LAST_VARIANT", ["variantsIds"])
+            raise ShopError(
+                "Cannot delete the last variant of a product.",
+                "CANNOT_DELETE_LAST_VARIANT",
+                ["variantsIds"],
+            )
     except ShopError as exc:
         return {"product": None, "userErrors": [user_error(exc, coded=True)]}
     for number in set(numbers):
@@ -396,9 +466,7 @@ def variants_bulk_delete(_: Any, info: Info, variantsIds: list[str], productId: 
 def product_set(_: Any, info: Info, input: dict[str, Any], synchronous: bool = True) -> Any:
     shop = ctx(info).shop
     try:
-        existing = (
-            _lookup_product(info, input["id"], ["input", "id"]) if input.get("id") else None
-        )
+        existing = _lookup_product(info, input["id"], ["input", "id"]) if input.get("id") else None
         if existing is None and not (input.get("title") or "").strip():
             raise ShopError("Title can't be blank", "INVALID_INPUT", ["input", "title"])
         specs: list[tuple[Variant | None, dict[str, Any]]] = []
@@ -409,28 +477,44 @@ def product_set(_: Any, info: Info, input: dict[str, Any], synchronous: bool = T
                 number = parse_gid(data["id"], "ProductVariant")
                 variant = shop.variants.get(number) if number else None
                 if variant is None or existing is None or variant.product_id != existing.id:
-                    raise ShopError("Product variant does not exist",
-                                    "PRODUCT_VARIANT_DOES_NOT_EXIST", [*path, "id"])
+                    raise ShopError(
+                        "Product variant does not exist",
+                        "PRODUCT_VARIANT_DOES_NOT_EXIST",
+                        [*path, "id"],
+                    )
             spec = _variant_spec(data, shop, path)
             for q in data.get("inventoryQuantities") or []:
                 if q.get("name", "available") not in ("available", "on_hand"):
-                    raise ShopError("Invalid quantity name", "INVALID_INPUT",
-                                    [*path, "inventoryQuantities"])
+                    raise ShopError(
+                        "Invalid quantity name", "INVALID_INPUT", [*path, "inventoryQuantities"]
+                    )
             specs.append((variant, spec))
     except ShopError as exc:
         return {"product": None, "userErrors": [user_error(exc, coded=True)]}
     options = [
-        (o.get("name") or f"Option{i + 1}", [v["name"] for v in o.get("values") or [] if v.get("name")])
+        (
+            o.get("name") or f"Option{i + 1}",
+            [v["name"] for v in o.get("values") or [] if v.get("name")],
+        )
         for i, o in enumerate(input.get("productOptions") or [])
     ]
-    images = [(f["originalSource"], f.get("alt")) for f in input.get("files") or [] if f.get("originalSource")]
+    images = [
+        (f["originalSource"], f.get("alt"))
+        for f in input.get("files") or []
+        if f.get("originalSource")
+    ]
     if existing is None:
         created = shop.create_product(
-            title=input["title"], description_html=input.get("descriptionHtml") or "",
-            vendor=input.get("vendor") or "", product_type=input.get("productType") or "",
-            status=input.get("status") or "ACTIVE", tags=input.get("tags") or [],
-            handle=input.get("handle"), options=options,
-            variants=[spec for _, spec in specs] or None, image_urls=images,
+            title=input["title"],
+            description_html=input.get("descriptionHtml") or "",
+            vendor=input.get("vendor") or "",
+            product_type=input.get("productType") or "",
+            status=input.get("status") or "ACTIVE",
+            tags=input.get("tags") or [],
+            handle=input.get("handle"),
+            options=options,
+            variants=[spec for _, spec in specs] or None,
+            image_urls=images,
         )
         return {"product": created, "userErrors": []}
     _apply_product_fields(existing, input, shop)
@@ -442,7 +526,9 @@ def product_set(_: Any, info: Info, input: dict[str, Any], synchronous: bool = T
             for pos, (name, values) in enumerate(options, start=1)
         ]
     if input.get("variants") is not None:
-        by_combo = {tuple(shop.variants[v].option_values): shop.variants[v] for v in existing.variant_ids}
+        by_combo = {
+            tuple(shop.variants[v].option_values): shop.variants[v] for v in existing.variant_ids
+        }
         keep: list[int] = []
         for variant, spec in specs:
             target = variant or by_combo.get(_combination(spec))
@@ -525,9 +611,16 @@ def _publish(info: Info, id: str, input: list[dict[str, Any]], publish: bool) ->
     for i, entry in enumerate(input):
         number = parse_gid(entry.get("publicationId"), "Publication")
         if number not in known:
-            return {"publishable": None, "shop": shop, "userErrors": [
-                {"field": ["input", str(i), "publicationId"], "message": "Publication does not exist"}
-            ]}
+            return {
+                "publishable": None,
+                "shop": shop,
+                "userErrors": [
+                    {
+                        "field": ["input", str(i), "publicationId"],
+                        "message": "Publication does not exist",
+                    }
+                ],
+            }
         assert number is not None
         if publish:
             found.publication_ids.add(number)
