@@ -3,8 +3,7 @@ B22, B23)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from sqlalchemy import select
@@ -14,15 +13,29 @@ from stocksync.domain.ports import OrderLine, OrderSnapshot
 from stocksync.engine.catalog import import_products
 from stocksync.engine.ingest import IngestResult, ingest, payload_of
 from stocksync.platforms.memory import TOPIC_LEVEL_UPDATE, TOPIC_ORDER_CREATE
-from stocksync.storage.tables import activity_log, inbox, variant_links
+from stocksync.storage.tables import inbox, variant_links
 from tests.harness import Harness
+from tests.integration.test_engine_support import (
+    BACKENDS,
+    activity,
+    fresh_harness,
+    module_database,
+)
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def db_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """Both backends, one database per module (see ``test_engine_support``)."""
+    with module_database(request.param, tmp_path_factory) as url:
+        yield url
 
 
 @pytest.fixture
 async def h(db_url: str) -> AsyncIterator[Harness]:
-    harness = await Harness.create(db_url)
-    yield harness
-    await harness.close()
+    async with fresh_harness(db_url) as harness:
+        yield harness
 
 
 async def _setup(h: Harness) -> None:
@@ -36,21 +49,6 @@ async def _setup(h: Harness) -> None:
     h.world.take_outbox()
     await h.settle()
     h.world.reset_counters()
-
-
-async def _activity(h: Harness, kind: str) -> list[dict[str, Any]]:
-    async with h.db.connect() as conn:
-        rows = await conn.execute(
-            select(
-                activity_log.c.store_id,
-                activity_log.c.level,
-                activity_log.c.message,
-                activity_log.c.details,
-            )
-            .where(activity_log.c.kind == kind)
-            .order_by(activity_log.c.id)
-        )
-        return [dict(r._mapping) for r in rows]
 
 
 async def _send(
@@ -88,7 +86,7 @@ async def test_event_for_an_unknown_store_is_logged_and_ignored(h: Harness) -> N
     await _setup(h)
     result = await _send(h, "ghost-shop", "e-1", TOPIC_LEVEL_UPDATE, LevelChanged("1", "2", 3))
     assert result.outcome == "unknown_store"
-    (entry,) = await _activity(h, "unknown_store")
+    (entry,) = await activity(h, "unknown_store")
     assert entry["store_id"] is None
     assert entry["level"] == "warning"
     assert entry["message"] == (
@@ -114,7 +112,7 @@ async def test_event_for_an_unlinked_variant_is_logged_and_ignored(h: Harness) -
     deliveries = [d for d in h.world.take_outbox() if d.topic == TOPIC_LEVEL_UPDATE]
     results = await h.deliver(deliveries)
     assert [r.outcome for r in results] == ["ignored"]
-    (entry,) = await _activity(h, "event_ignored")
+    (entry,) = await activity(h, "event_ignored")
     assert entry["store_id"] == h.stores["dest"].id
     assert entry["message"] == (
         "1 stock change(s) on dest ignored: the items are not linked to any other store"
@@ -124,7 +122,7 @@ async def test_event_for_an_unlinked_variant_is_logged_and_ignored(h: Harness) -
     order = dest.place_order([(own.variants[0].id, 1)], financial_status="paid")
     await h.settle()
     # one entry per webhook of the order (orders/create and orders/paid), each saying why
-    ignored = await _activity(h, "order_ignored")
+    ignored = await activity(h, "order_ignored")
     assert {e["message"] for e in ignored} == {
         f"order {order.id} has no linked products; nothing to count"
     }
@@ -151,7 +149,7 @@ async def test_impossible_order_line_quantities_are_not_counted(h: Harness) -> N
     result = await _send(h, "dest", "e-bad-order", TOPIC_ORDER_CREATE, OrderSeen(snapshot))
     assert result.outcome == "recorded"
     await h.settle()
-    entries = await _activity(h, "bad_order_line")
+    entries = await activity(h, "bad_order_line")
     assert [(e["store_id"], e["level"], e["message"]) for e in entries] == [
         (
             h.stores["dest"].id,
@@ -184,7 +182,7 @@ async def test_negative_and_absurd_level_events_are_handled(h: Harness) -> None:
     negative = LevelChanged(dest_item, dest.primary_location_id, -3)
     assert (await _send(h, "dest", "e-neg", TOPIC_LEVEL_UPDATE, negative)).outcome == "recorded"
     await h.settle()
-    (entry,) = await _activity(h, "implausible_level")
+    (entry,) = await activity(h, "implausible_level")
     assert entry["store_id"] == h.stores["source"].id
     assert entry["message"] == (
         f"source reported 5000000000 units of item {src_item}; "
@@ -201,7 +199,7 @@ async def test_unreadable_event_is_kept_and_reported(h: Harness) -> None:
         h, "dest", "e-broken", TOPIC_ORDER_CREATE, None, payload=b'{"id": 12, "line_items": ['
     )
     assert result.outcome == "rejected"
-    (entry,) = await _activity(h, "event_unreadable")
+    (entry,) = await activity(h, "event_unreadable")
     assert entry["store_id"] == h.stores["dest"].id
     assert entry["level"] == "error"
     assert entry["message"] == "a orders/create event could not be read and was not applied"
@@ -220,9 +218,7 @@ async def test_unreadable_event_is_kept_and_reported(h: Harness) -> None:
 
 async def test_shared_sku_is_not_linked_and_import_says_why(h: Harness) -> None:
     await _setup(h)
-    socks = h.shop("source").add_product(
-        "Socks", ["SOCK-DUP", "SOCK-DUP", "SOCK-OK"], available=4
-    )
+    socks = h.shop("source").add_product("Socks", ["SOCK-DUP", "SOCK-DUP", "SOCK-OK"], available=4)
     record = h.connections["dest"]
     report = await import_products(h.rt, record.id)
     (product,) = report.products
@@ -238,7 +234,7 @@ async def test_shared_sku_is_not_linked_and_import_says_why(h: Harness) -> None:
         *(v.id for v in copy.variants[:2]),
     ]
     assert {p.reason for p in product.problems} == {reason}
-    entries = await _activity(h, "product_imported")
+    entries = await activity(h, "product_imported")
     assert entries[-1]["message"] == "imported 'Socks': 1 variants linked"
     assert entries[-1]["details"]["problems"] == [reason] * 4
     async with h.db.connect() as conn:
@@ -270,7 +266,7 @@ async def test_a_sale_the_source_refuses_is_set_aside_and_other_sales_go_on(h: H
     await h.settle()
     assert h.level("source", "MUG") == 8
     assert h.level("dest", "MUG") == 8
-    (entry,) = await _activity(h, "ledger_failed")
+    (entry,) = await activity(h, "ledger_failed")
     assert entry["store_id"] == h.stores["source"].id
     assert entry["level"] == "error"
     assert entry["message"].startswith(

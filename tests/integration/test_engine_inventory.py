@@ -3,26 +3,37 @@ corrections, the safety buffer, reconciliation and pausing (B4, B14, B18, B19, B
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
-from sqlalchemy import select
 
 from stocksync.domain.connection import ConnectionSettings
 from stocksync.engine.catalog import import_products
 from stocksync.engine.reconcile import reconcile_source
 from stocksync.engine.stores import set_connection_paused
 from stocksync.platforms.memory import MemoryStore
-from stocksync.storage.tables import activity_log
 from tests.harness import Harness
+from tests.integration.test_engine_support import (
+    BACKENDS,
+    activity,
+    fresh_harness,
+    module_database,
+)
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def db_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """Both backends, one database per module (see ``test_engine_support``)."""
+    with module_database(request.param, tmp_path_factory) as url:
+        yield url
 
 
 @pytest.fixture
 async def h(db_url: str) -> AsyncIterator[Harness]:
-    harness = await Harness.create(db_url)
-    yield harness
-    await harness.close()
+    async with fresh_harness(db_url) as harness:
+        yield harness
 
 
 async def _setup(h: Harness, **destinations: ConnectionSettings) -> None:
@@ -37,21 +48,6 @@ async def _setup(h: Harness, **destinations: ConnectionSettings) -> None:
     h.world.take_outbox()  # creation noise before linking is not under test
     await h.settle()
     h.world.reset_counters()
-
-
-async def _activity(h: Harness, kind: str) -> list[dict[str, Any]]:
-    async with h.db.connect() as conn:
-        rows = await conn.execute(
-            select(
-                activity_log.c.store_id,
-                activity_log.c.level,
-                activity_log.c.message,
-                activity_log.c.details,
-            )
-            .where(activity_log.c.kind == kind)
-            .order_by(activity_log.c.id)
-        )
-        return [dict(r._mapping) for r in rows]
 
 
 def _item(shop: MemoryStore, sku: str) -> str:
@@ -107,7 +103,7 @@ async def test_our_own_write_coming_back_is_an_echo(h: Harness) -> None:
     assert dest.counters.calls["set_levels"] == 1
     assert dest.counters.calls["read_levels"] == 0
     assert dest.counters.quantities_written == 1
-    assert await _activity(h, "drift_repaired") == []
+    assert await activity(h, "drift_repaired") == []
 
 
 async def test_manual_correction_on_a_destination_is_set_back_to_source(h: Harness) -> None:
@@ -119,11 +115,9 @@ async def test_manual_correction_on_a_destination_is_set_back_to_source(h: Harne
     assert h.level("dest", "TEE-M") == 10
     assert h.level("source", "TEE-M") == 10  # never changes the source
     assert dest.counters.calls["set_levels"] == 1
-    (entry,) = await _activity(h, "drift_repaired")
+    (entry,) = await activity(h, "drift_repaired")
     assert entry["store_id"] == h.stores["dest"].id
-    assert entry["message"] == (
-        "1 levels on dest differed from the source's and were set back"
-    )
+    assert entry["message"] == ("1 levels on dest differed from the source's and were set back")
     assert entry["details"]["items"] == {item: {"found": 42, "set": 10}}
 
 
@@ -159,9 +153,9 @@ async def test_reconciliation_repairs_a_lost_webhook_and_reports_it(h: Harness) 
     assert h.level("dest", "TEE-M") == 10
     assert h.level("dest", "TEE-S") == 10
     assert dest.counters.quantities_written == 1  # only what differed was written
-    (started,) = await _activity(h, "reconciliation")
+    (started,) = await activity(h, "reconciliation")
     assert started["message"] == "reconciliation started for 2 linked variants"
-    (repaired,) = await _activity(h, "drift_repaired")
+    (repaired,) = await activity(h, "drift_repaired")
     assert repaired["store_id"] == h.stores["dest"].id
     assert repaired["level"] == "warning"
     assert "differed from the source's and were set back" in repaired["message"]
@@ -190,5 +184,5 @@ async def test_paused_connection_gets_no_writes_and_resuming_catches_up(h: Harne
     # one batch with the levels of now, never first the levels from before the pause
     assert dest.counters.calls["set_levels"] == 1
     assert dest.counters.quantities_written == 2
-    assert [e["message"] for e in await _activity(h, "paused")] == ["sync paused"]
-    assert [e["message"] for e in await _activity(h, "resumed")] == ["sync resumed"]
+    assert [e["message"] for e in await activity(h, "paused")] == ["sync paused"]
+    assert [e["message"] for e in await activity(h, "resumed")] == ["sync resumed"]

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
@@ -17,13 +17,26 @@ from stocksync.platforms.memory import (
     Delivery,
 )
 from tests.harness import Harness
+from tests.integration.test_engine_support import (
+    BACKENDS,
+    fresh_harness,
+    module_database,
+)
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def db_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """Both backends, one database per module (see ``test_engine_support``)."""
+    with module_database(request.param, tmp_path_factory) as url:
+        yield url
 
 
 @pytest.fixture
 async def h(db_url: str) -> AsyncIterator[Harness]:
-    harness = await Harness.create(db_url)
-    yield harness
-    await harness.close()
+    async with fresh_harness(db_url) as harness:
+        yield harness
 
 
 async def _setup(h: Harness, settings: ConnectionSettings | None = None) -> None:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
-from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -21,25 +20,29 @@ from stocksync.engine.stores import (
     rotate_key,
     show_key,
 )
-from stocksync.storage.tables import activity_log, connections, product_links, variant_links
+from stocksync.storage.tables import connections, product_links, variant_links
 from tests.harness import Harness
+from tests.integration.test_engine_support import (
+    BACKENDS,
+    activity,
+    fresh_harness,
+    module_database,
+)
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def db_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """Both backends, one database per module (see ``test_engine_support``)."""
+    with module_database(request.param, tmp_path_factory) as url:
+        yield url
 
 
 @pytest.fixture
 async def h(db_url: str) -> AsyncIterator[Harness]:
-    harness = await Harness.create(db_url)
-    yield harness
-    await harness.close()
-
-
-async def _activity(h: Harness, kind: str) -> list[dict[str, Any]]:
-    async with h.db.connect() as conn:
-        rows = await conn.execute(
-            select(activity_log.c.store_id, activity_log.c.message, activity_log.c.details)
-            .where(activity_log.c.kind == kind)
-            .order_by(activity_log.c.id)
-        )
-        return [dict(r._mapping) for r in rows]
+    async with fresh_harness(db_url) as harness:
+        yield harness
 
 
 async def _key(h: Harness, store: str) -> str:
@@ -213,7 +216,7 @@ async def test_disconnect_keeps_products_unlinked_and_stops_writes(h: Harness) -
     assert h.shop("dest").counters.write_calls == 0
     assert h.level("dest", "TEE-S") == 10
     assert h.level("source", "TEE-M") == 10  # its sales no longer count either
-    messages = {e["message"] for e in await _activity(h, "disconnected")}
+    messages = {e["message"] for e in await activity(h, "disconnected")}
     assert messages == {"connection ended; the destination keeps its products, unlinked"}
 
 
@@ -235,7 +238,7 @@ async def test_import_past_the_plan_limit_is_refused_and_creates_nothing(h: Harn
     assert str(info.value) == message
     assert await h.shop("dest").list_products() == []
     assert h.shop("dest").counters.write_calls == 0
-    (entry,) = await _activity(h, "plan_limit")
+    (entry,) = await activity(h, "plan_limit")
     assert (entry["store_id"], entry["message"]) == (h.stores["dest"].id, message)
 
     report = await import_products(h.rt, record.id, [products[0].id, products[1].id])

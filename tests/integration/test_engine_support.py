@@ -13,9 +13,10 @@ from typing import Any
 
 import psycopg
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from stocksync.storage.tables import activity_log
+from stocksync.storage.tables import activity_log, metadata
 from tests.conftest import PG_ADMIN_URL, require_postgres
 from tests.harness import Harness
 
@@ -40,11 +41,23 @@ def module_database(backend: str, tmp_path_factory: pytest.TempPathFactory) -> I
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+async def empty_database(db: AsyncEngine) -> None:
+    """Delete every row. A test leaves a few rows behind, for which DELETE is much faster than
+    PostgreSQL's TRUNCATE (which locks and recreates every table)."""
+    async with db.begin() as conn:
+        for table in reversed(metadata.sorted_tables):
+            await conn.execute(table.delete())
+        if db.dialect.name == "postgresql":
+            # its events go with it (ON DELETE CASCADE)
+            await conn.execute(text("DELETE FROM procrastinate_jobs"))
+
+
 @asynccontextmanager
 async def fresh_harness(url: str) -> AsyncIterator[Harness]:
     """A harness on an emptied database and a new in-memory world."""
-    harness = await Harness.create(url, fresh=True)
+    harness = await Harness.create(url)
     try:
+        await empty_database(harness.db)
         yield harness
     finally:
         await harness.close()

@@ -45,7 +45,9 @@ def _order() -> OrderSnapshot:
             Refund(
                 id=BIG,
                 lines=(
-                    RefundLine(id=BIGGER, line_id=BIGGER, quantity=1, restock=True, location_id=BIG),
+                    RefundLine(
+                        id=BIGGER, line_id=BIGGER, quantity=1, restock=True, location_id=BIG
+                    ),
                     RefundLine(id="2", line_id="1", quantity=1, restock=False),
                 ),
             ),

@@ -30,7 +30,9 @@ def test_extending_a_chain_is_allowed() -> None:
 
 
 @pytest.mark.parametrize(("source", "destination"), [(3, 1), (2, 1), (4, 2), (3, 2), (4, 1)])
-def test_connecting_a_store_below_to_one_above_closes_a_cycle(source: int, destination: int) -> None:
+def test_connecting_a_store_below_to_one_above_closes_a_cycle(
+    source: int, destination: int
+) -> None:
     assert would_close_cycle(CHAIN, source, destination)
 
 

@@ -25,7 +25,9 @@ from stocksync.domain.ports import OrderLine, OrderSnapshot, RefundLine
 DETERMINISTIC = settings(derandomize=True, max_examples=200, deadline=None)
 
 PAID_ONLY = ConnectionSettings()
-EVERYTHING = ConnectionSettings(count_authorized=True, count_partially_paid=True, count_pending=True)
+EVERYTHING = ConnectionSettings(
+    count_authorized=True, count_partially_paid=True, count_pending=True
+)
 V1 = "2025-01-01T00:00:00.000001Z"
 V2 = "2025-01-01T00:00:00.000002Z"
 V3 = "2025-01-01T00:00:00.000003Z"
@@ -70,7 +72,7 @@ def test_is_counted_status_for_every_status_and_setting(
 
 
 def test_paid_and_later_states_always_count() -> None:
-    assert ALWAYS_COUNTED == {"paid", "partially_refunded", "refunded"}
+    assert {"paid", "partially_refunded", "refunded"} == ALWAYS_COUNTED
     for status in ALWAYS_COUNTED:
         assert is_counted_status(status, PAID_ONLY)
 
@@ -99,7 +101,9 @@ def _order(
         financial_status=status,
         cancelled=False,
         version=version,
-        lines=tuple(OrderLine(id=i, variant_id=f"var-{i}", sku=f"SKU-{i}", quantity=q) for i, q in lines),
+        lines=tuple(
+            OrderLine(id=i, variant_id=f"var-{i}", sku=f"SKU-{i}", quantity=q) for i, q in lines
+        ),
     )
 
 
@@ -184,7 +188,9 @@ def test_uncounted_pending_order_counts_once_paid() -> None:
 
 
 def test_pending_order_counts_at_once_when_pending_counts() -> None:
-    plan = plan_order(_order(status="pending"), None, ConnectionSettings(count_pending=True), ALL_LINES)
+    plan = plan_order(
+        _order(status="pending"), None, ConnectionSettings(count_pending=True), ALL_LINES
+    )
     assert [(c.kind, c.delta) for c in plan.changes] == [("order_line", -2)]
 
 
@@ -221,7 +227,9 @@ def test_following_every_snapshot_counts_the_last_quantity(
     for n, quantity in enumerate(quantities):
         version = f"2025-01-01T00:00:{n:02d}.000000Z"
         for _ in range(2 if duplicate_each else 1):
-            plan = plan_order(_order(version=version, lines=(("L1", quantity),)), state, PAID_ONLY, ALL_LINES)
+            plan = plan_order(
+                _order(version=version, lines=(("L1", quantity),)), state, PAID_ONLY, ALL_LINES
+            )
             counted = state.lines["L1"].counted if state and "L1" in state.lines else None
             for change in plan.changes:
                 assert change.natural_key not in keys  # each change is new

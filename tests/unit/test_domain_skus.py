@@ -45,7 +45,9 @@ def test_sku_shared_in_one_store_links_none_of_its_variants() -> None:
 
 
 def test_match_is_exact_after_trimming() -> None:
-    report = match_by_sku([_v("s1", " TEE-S "), _v("s2", "MUG")], [_v("d1", "TEE-S"), _v("d2", "MUG\t")])
+    report = match_by_sku(
+        [_v("s1", " TEE-S "), _v("s2", "MUG")], [_v("d1", "TEE-S"), _v("d2", "MUG\t")]
+    )
     assert sorted((m.source.id, m.destination.id) for m in report.matched) == [
         ("s1", "d1"),
         ("s2", "d2"),
