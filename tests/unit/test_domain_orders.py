@@ -14,6 +14,7 @@ from stocksync.domain.orders import (
     ALWAYS_COUNTED,
     KNOWN_STATUSES,
     LineState,
+    OrderPlan,
     OrderState,
     is_counted_status,
     plan_order,
@@ -180,7 +181,7 @@ def test_new_line_added_by_an_edit_is_a_first_count() -> None:
 
 def test_uncounted_pending_order_counts_once_paid() -> None:
     pending = plan_order(_order(status="pending", version=V1), None, PAID_ONLY, ALL_LINES)
-    assert pending == type(pending)(stale=False, counted=False, changes=())
+    assert pending == OrderPlan(stale=False, counted=False, changes=())
     state = OrderState(counted=False, version=V1, lines={})
     paid = plan_order(_order(status="paid", version=V2), state, PAID_ONLY, ALL_LINES)
     assert paid.counted
