@@ -31,6 +31,8 @@ from cryptography.fernet import Fernet
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+import contextlib
+
 from stocksync.domain.ports import LevelWrite, SetOutcome
 from stocksync.engine.catalog import import_products
 from stocksync.engine.ingest import Inbound, Ingestor, payload_of
@@ -73,7 +75,7 @@ def first_shown(
 
 def percentile(values: Sequence[float], p: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 class WriteLog:
@@ -156,7 +158,7 @@ async def run(
                     receiving_location=shop.primary_location_id,
                 )
             await import_products(rt, record.id)
-        await queue.drain(registry, 600)  # type: ignore[attr-defined]
+        await queue.drain(registry, 600)
         mapping: dict[str, dict[str, str]] = {}
         for d in range(destinations):
             shop = world.platform(f"dest-{d}")
@@ -225,10 +227,8 @@ async def run(
                 raise TimeoutError("no convergence in 15 minutes")
         finished = time.perf_counter()
         worker.cancel()
-        try:
+        with contextlib.suppress(asyncio.CancelledError):
             await worker
-        except asyncio.CancelledError:
-            pass
 
         # For each change: the first instant at which every destination shows the value of
         # that change or of a later one (a destination already showing it needs no write).

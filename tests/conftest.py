@@ -16,9 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from stocksync.storage.db import create_engine
 from stocksync.storage.schema import create_all
 
-PG_ADMIN_URL = os.environ.get(
-    "STOCKSYNC_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test"
-)
+PG_ADMIN_URL = os.environ.get("STOCKSYNC_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 # CI sets this so that a missing PostgreSQL fails the run instead of skipping its suite.
 PG_REQUIRED = os.environ.get("STOCKSYNC_REQUIRE_POSTGRES") == "1"
 
@@ -35,7 +33,7 @@ def _guarded_connect(self: socket.socket, address: Any) -> Any:
 
 @pytest.fixture(autouse=True, scope="session")
 def _no_network() -> Iterator[None]:
-    socket.socket.connect = _guarded_connect  # type: ignore[method-assign]
+    socket.socket.connect = _guarded_connect  # type: ignore[method-assign,assignment]
     yield
     socket.socket.connect = _real_connect  # type: ignore[method-assign]
 

@@ -156,8 +156,8 @@ class Harness:
             )
         return results
 
-    async def drain(self, timeout: float = 60.0) -> None:
-        await self.rt.queue.drain(self.registry, timeout)  # type: ignore[attr-defined]
+    async def drain(self, deadline: float = 60.0) -> None:
+        await self.rt.queue.drain(self.registry, deadline)
 
     async def settle(self, rounds: int = 50) -> None:
         """Deliver every webhook and run every job until the world is quiet."""

@@ -21,7 +21,7 @@ class Settings(BaseSettings):
     )
     secret_key: str | None = Field(
         default=None,
-        description="Fernet key(s), comma separated, newest first. Generated into data_dir if unset.",
+        description="Fernet key(s), comma separated, newest first; generated if unset.",
     )
     flush_batch_size: int = Field(default=250, ge=1, le=250)
     flush_debounce_ms: int = Field(default=200, ge=0, le=60_000)

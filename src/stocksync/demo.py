@@ -151,8 +151,10 @@ async def run_demo(console: Console, *, once: bool, seed: int) -> int:
                 )
             report = await import_products(rt, record.id)
             connections.append((dest.id, record.id))
-            console.print(f"connected {name} with the source's key; imported "
-                          f"{len(report.products)} products, {report.linked_variants} variants")
+            console.print(
+                f"connected {name} with the source's key; imported "
+                f"{len(report.products)} products, {report.linked_variants} variants"
+            )
         world.take_outbox()
         skus = [s for skus in CATALOG.values() for s in skus]
         started = time.monotonic()

@@ -12,12 +12,19 @@ async def test_schema_creates_and_round_trips(db_url: str) -> None:
     try:
         await create_all(engine)
         async with engine.begin() as conn:
-            await conn.execute(stores.insert().values(
-                platform="shopify", external_id="a.myshopify.com", name="A",
-                is_source=True, is_destination=False, status="active",
-                hidden_tags=["stocksync-hidden"], settings={},
-                created_at=__import__("datetime").datetime.now(__import__("datetime").UTC),
-            ))
+            await conn.execute(
+                stores.insert().values(
+                    platform="shopify",
+                    external_id="a.myshopify.com",
+                    name="A",
+                    is_source=True,
+                    is_destination=False,
+                    status="active",
+                    hidden_tags=["stocksync-hidden"],
+                    settings={},
+                    created_at=__import__("datetime").datetime.now(__import__("datetime").UTC),
+                )
+            )
         async with engine.connect() as conn:
             rows = (await conn.execute(select(stores.c.external_id))).all()
         assert [r[0] for r in rows] == ["a.myshopify.com"]

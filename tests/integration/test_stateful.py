@@ -23,7 +23,6 @@ import asyncio
 import os
 import random
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -364,7 +363,7 @@ class SyncMachine(RuleBasedStateMachine):
 
 
 @pytest.fixture
-def machine_url(db_url: str) -> Iterator[str]:
+def machine_url(db_url: str) -> str:
     return db_url
 
 
