@@ -18,8 +18,9 @@ demo: $(STAMP)
 	$(BIN)/stocksync demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -p no:cacheprovider tests
-	@$(BIN)/python -m tests.report_skips
+	rm -rf .test-reports
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 tests
+	@$(BIN)/python -m tests.report
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

@@ -48,7 +48,7 @@ class App:
 def build_app(settings: Settings) -> App:
     db = create_engine(settings.resolved_database_url)
     vault = Vault.from_setting(settings.secret_key, settings.data_dir)
-    queue = make_job_queue(db, settings.resolved_database_url)
+    queue = make_job_queue(db, settings.resolved_database_url, settings)
     cache: dict[int, StorePlatform] = {}
 
     def resolve(store: StoreRecord) -> StorePlatform:

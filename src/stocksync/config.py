@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -27,6 +27,19 @@ class Settings(BaseSettings):
     flush_debounce_ms: int = Field(default=200, ge=0, le=60_000)
     job_lease_seconds: float = Field(default=30.0, gt=0)
     job_max_attempts: int = Field(default=8, ge=1, le=50)
+    # procrastinate (PostgreSQL): a worker silent for job_stalled_seconds is presumed dead and
+    # its jobs run again.
+    job_heartbeat_seconds: float = Field(default=10.0, gt=0)
+    job_stalled_seconds: float = Field(default=30.0, gt=0)
+    job_poll_seconds: float = Field(default=0.5, gt=0, le=60)
+
+    @model_validator(mode="after")
+    def _heartbeat_below_stall(self) -> Settings:
+        if self.job_heartbeat_seconds >= self.job_stalled_seconds:
+            raise ValueError(
+                "STOCKSYNC_JOB_HEARTBEAT_SECONDS must be shorter than STOCKSYNC_JOB_STALLED_SECONDS"
+            )
+        return self
     worker_concurrency: int = Field(default=4, ge=1, le=64)
     activity_retention_days: int = Field(default=90, ge=1)
 

@@ -24,6 +24,7 @@ import os
 import random
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -383,9 +384,15 @@ def test_stateful_exactly_once_and_convergence(machine_url: str) -> None:
         ),
     )
     full = sum(1 for n in STEP_COUNTS if n >= STEPS)
-    print(
-        f"\nstateful: {len(STEP_COUNTS)} examples, {full} of {STEPS}+ steps; crash points hit: "
-        + ", ".join(f"{p}={CRASH_HITS[p]}" for p in crash.POINTS)
+    backend = "postgres" if machine_url.startswith("postgresql") else "sqlite"
+    report = (
+        f"stateful [{backend}]: {len(STEP_COUNTS)} examples, {full} of {STEPS}+ steps; "
+        "crash points hit: " + ", ".join(f"{p}={CRASH_HITS[p]}" for p in crash.POINTS)
     )
+    print("\n" + report)
+    # Shown at the end of `make test` (pytest hides the output of passing tests).
+    reports = Path(os.environ.get("STOCKSYNC_TEST_REPORTS", ".test-reports"))
+    reports.mkdir(parents=True, exist_ok=True)
+    (reports / f"stateful-{backend}.txt").write_text(report + "\n")
     missed = [p for p in crash.POINTS if CRASH_HITS[p] == 0]
     assert not missed, f"crash points never hit: {missed}"

@@ -24,6 +24,22 @@ def make_job_queue(
     """
     max_attempts = settings.job_max_attempts if settings is not None else 8
     if is_postgres_url(database_url):
-        return ProcrastinateJobQueue(engine, database_url, max_attempts=max_attempts)
+        if settings is None:
+            return ProcrastinateJobQueue(engine, database_url, max_attempts=max_attempts)
+        return ProcrastinateJobQueue(
+            engine,
+            database_url,
+            max_attempts=max_attempts,
+            heartbeat_interval=settings.job_heartbeat_seconds,
+            stalled_worker_timeout=settings.job_stalled_seconds,
+            poll_interval=settings.job_poll_seconds,
+        )
     lease_seconds = settings.job_lease_seconds if settings is not None else 30.0
-    return EmbeddedJobQueue(engine, lease_seconds=lease_seconds, max_attempts=max_attempts)
+    if settings is None:
+        return EmbeddedJobQueue(engine, lease_seconds=lease_seconds, max_attempts=max_attempts)
+    return EmbeddedJobQueue(
+        engine,
+        lease_seconds=lease_seconds,
+        max_attempts=max_attempts,
+        poll_interval=settings.job_poll_seconds,
+    )

@@ -32,6 +32,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from stocksync.domain.ports import (
     AuthError,
@@ -476,17 +477,24 @@ class _Server(uvicorn.Server):
 
 
 @contextmanager
-def serve_memory_world(world: MemoryWorld, *, startup_timeout: float = 10.0) -> Iterator[str]:
+def serve_memory_world(
+    world: MemoryWorld,
+    *,
+    startup_timeout: float = 10.0,
+    middleware: Callable[[ASGIApp], ASGIApp] | None = None,
+) -> Iterator[str]:
     """Serve ``world`` on 127.0.0.1 on a free port in a background thread; yields the base URL.
 
     The socket is bound before the server starts, so the port is known and cannot be taken by
-    another process in between."""
+    another process in between. ``middleware`` wraps the served app (a fault test uses it to
+    watch or hold calls in flight); it runs in the server's thread."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
+    app: ASGIApp = memory_world_app(world)
     config = uvicorn.Config(
-        memory_world_app(world),
+        middleware(app) if middleware is not None else app,
         log_level="warning",
         access_log=False,
         lifespan="off",
