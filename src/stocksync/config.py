@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 
@@ -42,6 +43,23 @@ class Settings(BaseSettings):
         return self
     worker_concurrency: int = Field(default=4, ge=1, le=64)
     activity_retention_days: int = Field(default=90, ge=1)
+    # Shopify app: webhooks are signed with the app's client secret. During a rotation Shopify
+    # may sign with the previous secret for up to an hour; it is accepted until the deadline.
+    shopify_api_secret: str | None = None
+    shopify_api_secret_previous: str | None = None
+    shopify_api_secret_previous_until: datetime | None = None
+    public_url: str | None = Field(default=None, description="Public base URL for webhooks.")
+    webhook_max_bytes: int = Field(default=2_000_000, ge=1_000, le=50_000_000)
+
+    def shopify_secrets(self, now: datetime) -> list[str]:
+        """The secrets a webhook may be signed with at ``now`` (current first)."""
+        found = [self.shopify_api_secret] if self.shopify_api_secret else []
+        until = self.shopify_api_secret_previous_until
+        if until is not None and until.tzinfo is None:
+            until = until.replace(tzinfo=UTC)
+        if self.shopify_api_secret_previous and (until is None or now < until):
+            found.append(self.shopify_api_secret_previous)
+        return found
 
     @field_validator("database_url")
     @classmethod

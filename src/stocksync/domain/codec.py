@@ -19,6 +19,8 @@ _EVENT_TYPES: dict[str, type[Any]] = {
         events.RefundSeen,
         events.ProductChanged,
         events.ProductDeleted,
+        events.AppUninstalled,
+        events.PrivacyRequest,
     )
 }
 

@@ -53,4 +53,26 @@ class ProductDeleted:
     product_id: str
 
 
-InboundEvent = LevelChanged | OrderSeen | OrderEdited | RefundSeen | ProductChanged | ProductDeleted
+@dataclass(frozen=True)
+class AppUninstalled:
+    """The merchant removed the app: connections are suspended, the token erased (B5)."""
+
+
+@dataclass(frozen=True)
+class PrivacyRequest:
+    """A mandatory privacy webhook: ``customers/data_request``, ``customers/redact`` or
+    ``shop/redact`` (the last erases the store's data)."""
+
+    topic: str
+
+
+InboundEvent = (
+    LevelChanged
+    | OrderSeen
+    | OrderEdited
+    | RefundSeen
+    | ProductChanged
+    | ProductDeleted
+    | AppUninstalled
+    | PrivacyRequest
+)

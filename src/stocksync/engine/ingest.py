@@ -20,16 +20,18 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from stocksync.domain.codec import encode_event
 from stocksync.domain.events import (
+    AppUninstalled,
     InboundEvent,
     LevelChanged,
     OrderEdited,
     OrderSeen,
+    PrivacyRequest,
     ProductChanged,
     ProductDeleted,
     RefundSeen,
 )
 from stocksync.domain.levels import plausible_quantity
-from stocksync.engine import crash, schedule
+from stocksync.engine import crash, lifecycle, schedule
 from stocksync.engine.inventory import mark_pending, mark_source_dirty
 from stocksync.engine.records import StoreRecord
 from stocksync.engine.runtime import Runtime
@@ -176,6 +178,12 @@ class _Batch:
                     {"event_id": item.event_id, "inbox_id": inbox_id},
                 )
                 outcomes[key] = "rejected"
+            elif isinstance(item.event, AppUninstalled | PrivacyRequest):
+                # Lifecycle events apply whatever the store's state: a shop is redacted
+                # days after the app was uninstalled.
+                await self._lifecycle(store, item.event)
+                self.statuses[inbox_id] = ("processed", None)
+                outcomes[key] = "recorded"
             elif store.status != "active":
                 self.statuses[inbox_id] = ("ignored", f"store is {store.status}")
                 outcomes[key] = "ignored"
@@ -211,6 +219,15 @@ class _Batch:
             seen.add(item.key)
             results.append(IngestResult(outcomes[item.key], new_ids.get(item.key)))
         return results
+
+    async def _lifecycle(self, store: StoreRecord, event: AppUninstalled | PrivacyRequest) -> None:
+        if isinstance(event, AppUninstalled):
+            if store.status == "active":
+                await lifecycle.app_uninstalled(self.conn, store)
+        elif event.topic == "shop/redact":
+            await lifecycle.shop_redact(self.conn, store)
+        else:
+            await lifecycle.customer_privacy(self.conn, store, event.topic)
 
     async def _stores(self, refs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], StoreRecord]:
         refs = list(refs)

@@ -12,7 +12,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, gen
 from sqlalchemy import text
 
 from stocksync.bootstrap import App
+from stocksync.engine.ingest import Ingestor
 from stocksync.engine.tasks import build_registry
+from stocksync.web.webhooks import shopify_router
 
 
 def create_web_app(app: App, *, embedded_worker: bool = True) -> FastAPI:
@@ -41,6 +43,7 @@ def create_web_app(app: App, *, embedded_worker: bool = True) -> FastAPI:
             await app.close()
 
     web = FastAPI(title="stocksync", version="0.1.0", lifespan=lifespan)
+    web.include_router(shopify_router(app.settings, Ingestor(app.runtime)))
 
     @web.get("/healthz")
     async def healthz() -> dict[str, str]:

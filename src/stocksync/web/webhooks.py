@@ -1,0 +1,91 @@
+"""Webhook receivers. The signature is checked on the raw body before anything is stored; the
+delivery is recorded (inbox row, state change, jobs) in one transaction; then it is answered,
+well inside Shopify's five seconds because no platform call happens here."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, Request, Response
+
+from stocksync.config import Settings
+from stocksync.domain.events import AppUninstalled, InboundEvent, PrivacyRequest
+from stocksync.engine.ingest import Inbound, Ingestor
+from stocksync.platforms.shopify.webhooks import WebhookPayloadError, parse_webhook, verify_hmac
+
+PRIVACY_TOPICS = frozenset({"customers/data_request", "customers/redact", "shop/redact"})
+
+
+class BodyTooLargeError(Exception):
+    pass
+
+
+async def read_limited(request: Request, limit: int) -> bytes:
+    """The raw body, refusing more than ``limit`` bytes without reading them all."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLargeError
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLargeError
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _answer(status: int, message: str) -> Response:
+    return Response(
+        json.dumps({"status": status, "message": message}),
+        status_code=status,
+        media_type="application/json",
+    )
+
+
+def shopify_router(settings: Settings, ingestor: Ingestor) -> APIRouter:
+    router = APIRouter()
+
+    @router.post("/webhooks/shopify", include_in_schema=False)
+    async def shopify_webhook(request: Request) -> Response:
+        try:
+            body = await read_limited(request, settings.webhook_max_bytes)
+        except BodyTooLargeError:
+            return _answer(413, "the webhook body is larger than this receiver accepts")
+        secrets = settings.shopify_secrets(datetime.now(UTC))
+        if not secrets:
+            return _answer(
+                503, "no Shopify app secret is configured (STOCKSYNC_SHOPIFY_API_SECRET)"
+            )
+        if not verify_hmac(secrets, body, request.headers.get("x-shopify-hmac-sha256")):
+            # Nothing is stored for a delivery we cannot attribute: it may be forged.
+            return _answer(401, "invalid webhook signature")
+        topic = (request.headers.get("x-shopify-topic") or "").strip().lower()
+        shop = (request.headers.get("x-shopify-shop-domain") or "").strip().lower()
+        event_id = request.headers.get("x-shopify-event-id") or request.headers.get(
+            "x-shopify-webhook-id"
+        )
+        if not topic or not shop or not event_id:
+            return _answer(400, "missing X-Shopify-Topic, -Shop-Domain or -Event-Id header")
+        event: InboundEvent | None
+        unreadable = False
+        if topic == "app/uninstalled":
+            event = AppUninstalled()
+        elif topic in PRIVACY_TOPICS:
+            event = PrivacyRequest(topic)
+        else:
+            try:
+                event = parse_webhook(topic, body)
+            except WebhookPayloadError:
+                event, unreadable = None, True
+        result = await ingestor.submit(
+            Inbound("shopify", shop, event_id.strip(), topic, event, body)
+        )
+        if unreadable:
+            # Recorded (inbox and activity log) so that it can be inspected, and refused so
+            # that the platform's own delivery logs show the failure.
+            return _answer(400, "the webhook body could not be read")
+        return _answer(200, result.outcome)
+
+    return router
