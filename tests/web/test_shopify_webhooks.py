@@ -161,7 +161,8 @@ async def test_unknown_shop_is_200_and_logged(app: App, client: Client) -> None:
     assert response.status_code == 200
     assert response.json()["message"] == "unknown_store"
     [message] = await _activity(app, "unknown_store")
-    assert "stranger.myshopify.com" in message and "not installed" in message
+    assert "stranger.myshopify.com" in message
+    assert "not installed" in message
 
 
 async def test_oversized_body_is_413(app: App, client: Client) -> None:
