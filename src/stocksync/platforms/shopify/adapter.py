@@ -1,0 +1,793 @@
+"""``ShopifyPlatform``: the engine's :class:`~stocksync.domain.ports.StorePlatform` on Shopify.
+
+Shopify relies on (Admin GraphQL, default version 2026-10):
+
+* levels are the ``available`` quantity of an ``InventoryLevel`` (item x location); an item
+  not stocked at a location has no level there (``inventoryLevel`` is null);
+* ``inventorySetQuantities`` is all-or-nothing: one stale compare, unknown item or unstocked
+  location refuses the whole mutation with one userError per offending quantity, whose
+  ``field`` path ends in the quantity's index. From 2026-01 the compare is
+  ``changeFromQuantity`` (``CHANGE_FROM_QUANTITY_STALE``; mandatory from 2026-04, an
+  explicit null opting a quantity out) and the mutation accepts ``@idempotent(key:)``
+  (mandatory from 2026-04); before, ``compareQuantity`` (``COMPARE_QUANTITY_STALE``) or
+  ``ignoreCompareQuantity``. Input arrays hold at most 250 entries;
+* ``ITEM_NOT_STOCKED_AT_LOCATION`` is also what a deactivated location answers, so the
+  location's ``isActive`` is read before activating anything (``inventoryActivate``);
+* ``inventoryAdjustQuantities`` with ``@idempotent(key:)``: the same key and input answer
+  the first result again; the same key with another input is
+  ``IDEMPOTENCY_KEY_PARAMETER_MISMATCH``;
+* ``LineItem.quantity`` counts every unit ordered *including* refunded and removed (edited
+  out) units; ``currentQuantity`` *excludes* both. Units ordered after edits, refunds not
+  subtracted (the engine's convention), are therefore ``currentQuantity`` plus the units
+  refunded on that line;
+* refund line restock types: ``NO_RESTOCK`` returns nothing to stock; ``CANCEL`` (unfulfilled
+  units), ``RETURN`` (fulfilled units) and the older ``LEGACY_RESTOCK`` do. A restocking
+  cancellation is recorded as a refund;
+* order search ``updated_at:>=...`` with ``sortKey: UPDATED_AT``; timestamps have whole-second
+  resolution (and only the last 60 days of orders are visible without ``read_all_orders``).
+
+Ids are decimal text (see :mod:`.ids`).
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import httpx
+
+from stocksync.domain.ports import (
+    IdempotencyConflictError,
+    LevelWrite,
+    LocationInactiveError,
+    OrderLine,
+    OrderSnapshot,
+    PermanentPlatformError,
+    PlatformLocation,
+    Product,
+    ProductDraft,
+    Refund,
+    RefundLine,
+    SetOutcome,
+    TransientPlatformError,
+    UserErrors,
+    Variant,
+)
+from stocksync.platforms.shopify.bulk import BulkOperations
+from stocksync.platforms.shopify.client import (
+    QueryCostExceededError,
+    RetryPolicy,
+    ShopifyClient,
+)
+from stocksync.platforms.shopify.documents import document
+from stocksync.platforms.shopify.ids import InvalidIdError, numeric_id, to_gid
+from stocksync.platforms.shopify.throttle import Clock, Sleep
+from stocksync.platforms.shopify.versions import DEFAULT_VERSION, has_change_from_quantity
+
+MAX_BATCH = 250  # Shopify's limit on input arrays
+STALE_CODES = frozenset({"CHANGE_FROM_QUANTITY_STALE", "COMPARE_QUANTITY_STALE"})
+NOT_STOCKED = "ITEM_NOT_STOCKED_AT_LOCATION"
+RESTOCKING_TYPES = frozenset({"RETURN", "CANCEL", "LEGACY_RESTOCK"})
+PRODUCT_STATUSES = frozenset({"ACTIVE", "DRAFT", "ARCHIVED"})
+WEIGHT_UNITS = {
+    "kg": "KILOGRAMS",
+    "g": "GRAMS",
+    "lb": "POUNDS",
+    "lbs": "POUNDS",
+    "oz": "OUNCES",
+}
+SKU_QUERY_BATCH = 20  # SKUs per productVariants search, to keep the query text short
+_T = TypeVar("_T")
+
+
+def format_version(instant: datetime) -> str:
+    """The engine's version text: fixed-width UTC with microseconds, comparable as text."""
+    if instant.tzinfo is None:
+        instant = instant.replace(tzinfo=UTC)
+    return instant.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_instant(text: str) -> datetime:
+    parsed = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def normalise_version(text: str) -> str:
+    """Any ISO-8601 instant (``Z`` or an offset) as :func:`format_version` writes it."""
+    return format_version(parse_instant(text))
+
+
+class ShopifyPlatform:
+    """One Shopify store. Keep one instance per store: its cost bucket is that store's."""
+
+    def __init__(
+        self,
+        shop_domain: str,
+        access_token: str,
+        *,
+        api_version: str = DEFAULT_VERSION,
+        base_url: str | None = None,
+        http_client: httpx.AsyncClient | None = None,
+        batch_size: int = MAX_BATCH,
+        timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+        sleep: Sleep | None = None,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+        reason: str = "correction",
+        bulk_poll_interval: float = 1.0,
+    ) -> None:
+        if not 1 <= batch_size <= MAX_BATCH:
+            raise ValueError(f"batch_size must be between 1 and {MAX_BATCH}")
+        self.client = ShopifyClient(
+            shop_domain,
+            access_token,
+            api_version=api_version,
+            base_url=base_url,
+            http_client=http_client,
+            timeout=timeout,
+            retry=retry,
+            sleep=sleep,
+            clock=clock,
+            rng=rng,
+        )
+        self.shop_domain = shop_domain
+        self.api_version = api_version
+        self.batch_size = batch_size
+        self.reason = reason
+        self.cas = has_change_from_quantity(api_version)
+        self.bulk = BulkOperations(self.client, poll_interval=bulk_poll_interval)
+        # Page sizes start at what fits Shopify's 1,000-point query limit and are halved for
+        # the life of this instance whenever Shopify answers MAX_COST_EXCEEDED.
+        self.read_chunk = MAX_BATCH
+        self.products_page = 10
+        self.orders_page = 4
+        self.variants_page = 100
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    async def _run(
+        self, name: str, variables: Mapping[str, Any] | None = None, *, retry_safe: bool = True
+    ) -> dict[str, Any]:
+        answer = await self.client.execute(name, document(name), variables, retry_safe=retry_safe)
+        return answer.data
+
+    async def _shrinking(self, attr: str, call: Callable[[int], Awaitable[_T]]) -> _T:
+        """Run ``call(size)``, halving the page/batch size ``attr`` on MAX_COST_EXCEEDED."""
+        while True:
+            size: int = getattr(self, attr)
+            try:
+                return await call(size)
+            except QueryCostExceededError:
+                if size <= 1:
+                    raise
+                setattr(self, attr, max(1, size // 2))
+
+    # ================================================================== locations and levels
+    async def list_locations(self) -> list[PlatformLocation]:
+        found: list[PlatformLocation] = []
+        after: str | None = None
+        while True:
+            data = await self._run("locations", {"first": 250, "after": after})
+            connection = data["locations"]
+            for node in connection["nodes"]:
+                found.append(
+                    PlatformLocation(
+                        id=numeric_id(node["id"], "Location"),
+                        name=str(node["name"]),
+                        active=bool(node["isActive"]),
+                    )
+                )
+            if not connection["pageInfo"]["hasNextPage"]:
+                return found
+            after = connection["pageInfo"]["endCursor"]
+
+    async def read_levels(
+        self, item_ids: Sequence[str], location_ids: Sequence[str]
+    ) -> dict[tuple[str, str], int | None]:
+        result: dict[tuple[str, str], int | None] = {
+            (i, loc): None for i in item_ids for loc in location_ids
+        }
+        items: list[tuple[str, str]] = []  # (caller's id, gid); ids that cannot exist read None
+        for item_id in dict.fromkeys(item_ids):
+            try:
+                items.append((item_id, to_gid("InventoryItem", item_id)))
+            except InvalidIdError:
+                continue
+        for location_id in dict.fromkeys(location_ids):
+            try:
+                location_gid = to_gid("Location", location_id)
+            except InvalidIdError:
+                continue
+            start = 0
+            while start < len(items):
+
+                async def read(
+                    size: int, start: int = start, loc: str = location_gid, lid: str = location_id
+                ) -> int:
+                    chunk = items[start : start + size]
+                    data = await self._run(
+                        "inventory_levels", {"ids": [g for _, g in chunk], "locationId": loc}
+                    )
+                    for (item_id, _), node in zip(chunk, data["nodes"], strict=False):
+                        result[(item_id, lid)] = _available(node)
+                    return len(chunk)
+
+                start += await self._shrinking("read_chunk", read)
+        return result
+
+    async def set_levels(self, writes: Sequence[LevelWrite]) -> SetOutcome:
+        if not writes:
+            return SetOutcome()
+        if len(writes) > self.batch_size:
+            raise UserErrors(
+                f"the input array size of {len(writes)} is greater than the maximum allowed"
+                f" of {self.batch_size}",
+                ["MAX_INPUT_SIZE_EXCEEDED"],
+            )
+        try:
+            quantities_base = [
+                (to_gid("InventoryItem", w.item_id), to_gid("Location", w.location_id), w)
+                for w in writes
+            ]
+        except InvalidIdError as exc:
+            raise UserErrors(str(exc), ["INVALID_INVENTORY_ITEM"]) from None
+        activated = False
+        while True:
+            errors = await self._send_set(quantities_base)
+            if not errors:
+                return SetOutcome()
+            by_index = _errors_by_index(errors, "quantities")
+            codes = {e.get("code") for e in errors}
+            handled = STALE_CODES | {NOT_STOCKED}
+            other = [e for e in errors if e.get("code") not in handled]
+            if other:
+                raise _user_errors("inventorySetQuantities", other)
+            not_stocked = [i for i, c in by_index if c == NOT_STOCKED]
+            if not_stocked:
+                await self._require_active({writes[i].location_id for i in not_stocked})
+            # An item we believed stocked (an integer compare) that is not stocked is stale:
+            # the level we compared against no longer exists.
+            stale_indices = [i for i, c in by_index if c in STALE_CODES] + [
+                i for i in not_stocked if writes[i].compare is not None
+            ]
+            if stale_indices or (codes & STALE_CODES):
+                # without a usable field path every item of the batch is suspect
+                ordered = sorted(set(stale_indices)) or list(range(len(writes)))
+                return SetOutcome(stale=tuple(dict.fromkeys(writes[i].item_id for i in ordered)))
+            if activated:
+                raise UserErrors(
+                    "inventory items are still not stocked after activation",
+                    [NOT_STOCKED],
+                )
+            for i in not_stocked:
+                await self._activate(writes[i].item_id, writes[i].location_id)
+            activated = True  # retried once: a second refusal is reported, never looped
+
+    async def _send_set(
+        self, entries: Sequence[tuple[str, str, LevelWrite]]
+    ) -> list[dict[str, Any]]:
+        input_: dict[str, Any] = {
+            "name": "available",
+            "reason": self.reason,
+            "referenceDocumentUri": f"stocksync://{quote(self.shop_domain)}/levels",
+        }
+        if self.cas:
+            # changeFromQuantity is given for every quantity, null where we hold no compare
+            # (mandatory from 2026-04; an explicit null opts that quantity out).
+            input_["quantities"] = [
+                {
+                    "inventoryItemId": item,
+                    "locationId": loc,
+                    "quantity": w.quantity,
+                    "changeFromQuantity": w.compare,
+                }
+                for item, loc, w in entries
+            ]
+            # A fresh key per logical write: a retry after a lost answer replays it, while a
+            # later write with the same values is a new write.
+            key = uuid.uuid4().hex
+            for _ in range(3):
+                data = await self._run(
+                    "inventory_set_quantities", {"input": input_, "idempotencyKey": key}
+                )
+                errors = list(data["inventorySetQuantities"]["userErrors"])
+                if not any(e.get("code") == "IDEMPOTENCY_CONCURRENT_REQUEST" for e in errors):
+                    return errors
+                await self.client.sleep(self.client.retry.base_delay)
+            raise TransientPlatformError(f"{self.shop_domain}: write still in progress")
+        compares = await self._legacy_compares(entries)
+        if compares is None:
+            input_["ignoreCompareQuantity"] = True
+            input_["quantities"] = [
+                {"inventoryItemId": item, "locationId": loc, "quantity": w.quantity}
+                for item, loc, w in entries
+            ]
+        else:
+            input_["quantities"] = [
+                {
+                    "inventoryItemId": item,
+                    "locationId": loc,
+                    "quantity": w.quantity,
+                    "compareQuantity": compare,
+                }
+                for (item, loc, w), compare in zip(entries, compares, strict=True)
+            ]
+        # compareQuantity makes a second delivery harmless (it would be refused as stale)
+        data = await self._run("inventory_set_quantities_legacy", {"input": input_})
+        return list(data["inventorySetQuantities"]["userErrors"])
+
+    async def _legacy_compares(
+        self, entries: Sequence[tuple[str, str, LevelWrite]]
+    ) -> list[int] | None:
+        """Before 2026-01 a compare is all or nothing per mutation: with no compare at all the
+        batch ignores compares; otherwise a missing compare is the level read just now."""
+        if all(w.compare is None for _, _, w in entries):
+            return None
+        unknown = [w for _, _, w in entries if w.compare is None]
+        current: dict[tuple[str, str], int | None] = {}
+        if unknown:
+            current = await self.read_levels(
+                [w.item_id for w in unknown], list({w.location_id for w in unknown})
+            )
+        return [
+            w.compare if w.compare is not None else (current.get((w.item_id, w.location_id)) or 0)
+            for _, _, w in entries
+        ]
+
+    async def _activate(self, item_id: str, location_id: str) -> None:
+        data = await self._run(
+            "inventory_activate",
+            {
+                "inventoryItemId": to_gid("InventoryItem", item_id),
+                "locationId": to_gid("Location", location_id),
+            },
+        )
+        payload = data["inventoryActivate"]
+        if payload["userErrors"]:
+            raise UserErrors(
+                f"inventoryActivate refused item {item_id} at location {location_id}: "
+                + "; ".join(str(e.get("message")) for e in payload["userErrors"]),
+                ["INVENTORY_ACTIVATE_FAILED"],
+            )
+
+    async def _require_active(self, location_ids: Iterable[str]) -> None:
+        """Raise LocationInactiveError for a deactivated or deleted location among these."""
+        ids = sorted(set(location_ids))
+        data = await self._run("location_status", {"ids": [to_gid("Location", i) for i in ids]})
+        for location_id, node in zip(ids, data["nodes"], strict=False):
+            if not node or not node.get("isActive"):
+                raise LocationInactiveError(
+                    f"{self.shop_domain}: location {location_id} is deactivated or deleted",
+                    location_id,
+                )
+
+    async def adjust_level(
+        self, item_id: str, location_id: str, delta: int, idempotency_key: str
+    ) -> None:
+        if not idempotency_key:
+            raise UserErrors("an idempotency key is required", ["INVALID_IDEMPOTENCY_KEY"])
+        try:
+            change: dict[str, Any] = {
+                "delta": delta,
+                "inventoryItemId": to_gid("InventoryItem", item_id),
+                "locationId": to_gid("Location", location_id),
+            }
+        except InvalidIdError as exc:
+            raise UserErrors(str(exc), ["INVALID_INVENTORY_ITEM"]) from None
+        input_: dict[str, Any] = {
+            "name": "available",
+            "reason": self.reason,
+            "referenceDocumentUri": f"stocksync://{quote(self.shop_domain)}/adjustments/"
+            + quote(idempotency_key, safe=""),
+            "changes": [change],
+        }
+        if self.cas:
+            change["changeFromQuantity"] = None  # a relative change: no compare (explicitly)
+            for _ in range(3):
+                data = await self._run(
+                    "inventory_adjust_quantities",
+                    {"input": input_, "idempotencyKey": idempotency_key},
+                )
+                errors = list(data["inventoryAdjustQuantities"]["userErrors"])
+                if not any(e.get("code") == "IDEMPOTENCY_CONCURRENT_REQUEST" for e in errors):
+                    break
+                await self.client.sleep(self.client.retry.base_delay)
+            else:
+                raise TransientPlatformError(f"{self.shop_domain}: adjustment still in progress")
+        else:
+            # Without @idempotent a second delivery would apply twice: never re-sent blindly.
+            data = await self._run(
+                "inventory_adjust_quantities_legacy", {"input": input_}, retry_safe=False
+            )
+            errors = list(data["inventoryAdjustQuantities"]["userErrors"])
+        if not errors:
+            return
+        codes = {e.get("code") for e in errors}
+        if "IDEMPOTENCY_KEY_PARAMETER_MISMATCH" in codes:
+            raise IdempotencyConflictError(
+                f"idempotency key {idempotency_key!r} was used with a different input"
+            )
+        if NOT_STOCKED in codes:
+            await self._require_active([location_id])
+        raise _user_errors("inventoryAdjustQuantities", errors)
+
+    # ============================================================================ products
+    async def list_products(self) -> list[Product]:
+        products: list[Product] = []
+        after: str | None = None
+        while True:
+
+            async def page(size: int, after: str | None = after) -> dict[str, Any]:
+                data = await self._run(
+                    "products", {"first": size, "after": after, "variantsFirst": 10}
+                )
+                connection: dict[str, Any] = data["products"]
+                return connection
+
+            connection = await self._shrinking("products_page", page)
+            for node in connection["nodes"]:
+                products.append(await self._complete_product(node))
+            if not connection["pageInfo"]["hasNextPage"]:
+                return products
+            after = connection["pageInfo"]["endCursor"]
+
+    async def get_product(self, product_id: str) -> Product | None:
+        try:
+            gid = to_gid("Product", product_id)
+        except InvalidIdError:
+            return None
+        data = await self._run("product", {"id": gid, "variantsFirst": self.variants_page})
+        node = data.get("product")
+        return None if node is None else await self._complete_product(node)
+
+    async def _complete_product(self, node: Mapping[str, Any]) -> Product:
+        variants = list(node["variants"]["nodes"])
+        page_info = node["variants"]["pageInfo"]
+        while page_info["hasNextPage"]:
+            data = await self._run(
+                "product_variants_page",
+                {"id": node["id"], "first": self.variants_page, "after": page_info["endCursor"]},
+            )
+            if data.get("product") is None:  # deleted while we were reading it
+                break
+            variants.extend(data["product"]["variants"]["nodes"])
+            page_info = data["product"]["variants"]["pageInfo"]
+        return product_from_node(node, variants)
+
+    async def find_variants_by_sku(self, skus: Sequence[str]) -> dict[str, list[Variant]]:
+        found: dict[str, list[Variant]] = {sku: [] for sku in skus}
+        wanted = [s for s in dict.fromkeys(skus) if s]  # Shopify cannot search an empty SKU
+        for start in range(0, len(wanted), SKU_QUERY_BATCH):
+            batch = wanted[start : start + SKU_QUERY_BATCH]
+            query = " OR ".join(f"sku:{_search_value(s)}" for s in batch)
+            after: str | None = None
+            while True:
+                data = await self._run(
+                    "variants_by_sku", {"query": query, "first": 100, "after": after}
+                )
+                connection = data["productVariants"]
+                for node in connection["nodes"]:
+                    variant = variant_from_node(node)
+                    # Shopify's search may match loosely (prefixes, case); keep exact matches
+                    if variant.sku in found and variant.sku in batch:
+                        found[variant.sku].append(variant)
+                if not connection["pageInfo"]["hasNextPage"]:
+                    break
+                after = connection["pageInfo"]["endCursor"]
+        return found
+
+    async def create_product(self, draft: ProductDraft) -> Product:
+        if not draft.variants:
+            raise UserErrors("a product needs at least one variant", ["INVALID"])
+        status = draft.status.upper()
+        if status not in PRODUCT_STATUSES:
+            raise UserErrors(f"unknown product status {draft.status!r}", ["INVALID_STATUS"])
+        # A create has neither a compare nor an idempotency key on Shopify: never re-sent
+        # blindly; the engine looks up the SKUs before creating again.
+        data = await self._run(
+            "product_set",
+            {"input": product_set_input(draft, status), "variantsFirst": self.variants_page},
+            retry_safe=False,
+        )
+        payload = data["productSet"]
+        if payload["userErrors"]:
+            raise _user_errors("productSet", payload["userErrors"])
+        if payload.get("product") is None:
+            raise PermanentPlatformError(f"{self.shop_domain}: productSet returned no product")
+        return await self._complete_product(payload["product"])
+
+    # ============================================================================== orders
+    async def get_order(self, order_id: str) -> OrderSnapshot | None:
+        try:
+            gid = to_gid("Order", order_id)
+        except InvalidIdError:
+            return None
+        data = await self._run("order", {"id": gid})
+        node = data.get("order")
+        return None if node is None else await self._complete_order(node)
+
+    async def orders_changed_since(self, since: str | None) -> list[OrderSnapshot]:
+        query: str | None = None
+        since_version: str | None = None
+        if since is not None:
+            try:
+                instant = parse_instant(since)
+            except ValueError:
+                raise UserErrors(f"not an instant: {since!r}", ["INVALID_QUERY"]) from None
+            since_version = format_version(instant)
+            # Shopify's timestamps have whole seconds: ask from the start of since's second,
+            # inclusive, so an order changed later in that same second is never missed.
+            floor = instant.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            query = f"updated_at:>='{floor}'"
+        latest: dict[str, OrderSnapshot] = {}
+        after: str | None = None
+        while True:
+
+            async def page(size: int, after: str | None = after) -> dict[str, Any]:
+                data = await self._run(
+                    "orders_changed", {"first": size, "after": after, "query": query}
+                )
+                connection: dict[str, Any] = data["orders"]
+                return connection
+
+            connection = await self._shrinking("orders_page", page)
+            for node in connection["nodes"]:
+                snapshot = await self._complete_order(node)
+                # an order updated while we page may appear twice: keep its newest state
+                seen = latest.get(snapshot.id)
+                if seen is None or snapshot.version >= seen.version:
+                    latest[snapshot.id] = snapshot
+            if not connection["pageInfo"]["hasNextPage"]:
+                break
+            after = connection["pageInfo"]["endCursor"]
+        # Inclusive bound: an order at exactly ``since`` comes again; the engine's per-order
+        # records make that harmless, while a strict bound could lose an order for good.
+        changed = [
+            s for s in latest.values() if since_version is None or s.version >= since_version
+        ]
+        return sorted(changed, key=lambda s: (s.version, int(s.id)))
+
+    async def _all_refunds(
+        self, order_gid: str, first: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        data = await self._run("order_refund_ids", {"id": order_gid, "first": 250})
+        ids = [r["id"] for r in (data.get("order") or {}).get("refunds") or []]
+        if len(ids) <= len(first):
+            return first
+        try:
+            data = await self._run("order_refunds", {"id": order_gid, "first": len(ids)})
+            return [dict(r) for r in (data.get("order") or {}).get("refunds") or []]
+        except QueryCostExceededError:
+            pass
+        # Too many to read in one list: the missing ones are read one by one (as nodes).
+        known = {r["id"] for r in first}
+        unread = {"nodes": [], "pageInfo": {"hasNextPage": True, "endCursor": None}}
+        return first + [
+            {"id": rid, "refundLineItems": dict(unread)} for rid in ids if rid not in known
+        ]
+
+    async def _complete_order(self, node: Mapping[str, Any]) -> OrderSnapshot:
+        lines = list(node["lineItems"]["nodes"])
+        page_info = node["lineItems"]["pageInfo"]
+        while page_info["hasNextPage"]:
+            data = await self._run(
+                "order_line_items_page",
+                {"id": node["id"], "first": 100, "after": page_info["endCursor"]},
+            )
+            if data.get("order") is None:
+                break
+            lines.extend(data["order"]["lineItems"]["nodes"])
+            page_info = data["order"]["lineItems"]["pageInfo"]
+        refunds = [dict(r) for r in node["refunds"] or []]
+        if len(refunds) >= 5:  # the fragment asks for 5: there may be more
+            refunds = await self._all_refunds(node["id"], refunds)
+        for refund in refunds:
+            refund_lines = list(refund["refundLineItems"]["nodes"])
+            page_info = refund["refundLineItems"]["pageInfo"]
+            while page_info["hasNextPage"]:
+                data = await self._run(
+                    "refund_line_items_page",
+                    {"id": refund["id"], "first": 100, "after": page_info["endCursor"]},
+                )
+                found = data.get("node")
+                if not found:
+                    break
+                refund_lines.extend(found["refundLineItems"]["nodes"])
+                page_info = found["refundLineItems"]["pageInfo"]
+            refund["refundLineItems"] = {"nodes": refund_lines}
+        return order_from_node(node, lines, refunds)
+
+
+# ================================================================================= mapping
+def _available(node: Mapping[str, Any] | None) -> int | None:
+    if not node:
+        return None  # unknown or deleted item
+    level = node.get("inventoryLevel")
+    if not level:
+        return None  # not stocked at the location
+    for quantity in level.get("quantities") or []:
+        if quantity.get("name") == "available":
+            return int(quantity["quantity"])
+    return None
+
+
+def _errors_by_index(errors: Sequence[Mapping[str, Any]], array: str) -> list[tuple[int, str]]:
+    """(index into the input array, code) for userErrors whose field path names an entry."""
+    out: list[tuple[int, str]] = []
+    for error in errors:
+        path = [str(p) for p in error.get("field") or []]
+        if array in path:
+            position = path.index(array) + 1
+            if position < len(path) and path[position].isdigit():
+                out.append((int(path[position]), str(error.get("code"))))
+    return out
+
+
+def _user_errors(mutation: str, errors: Sequence[Mapping[str, Any]]) -> UserErrors:
+    codes = [str(e.get("code") or "INVALID") for e in errors]
+    messages = "; ".join(str(e.get("message")) for e in errors)
+    return UserErrors(f"{mutation} refused: {messages}", codes)
+
+
+def _search_value(value: str) -> str:
+    """A value in Shopify's search syntax: quoted, with quotes and backslashes escaped."""
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def variant_from_node(node: Mapping[str, Any]) -> Variant:
+    item = node.get("inventoryItem") or {}
+    weight = ((item.get("measurement") or {}).get("weight")) or {}
+    weight_value = weight.get("value")
+    return Variant(
+        id=numeric_id(node["id"], "ProductVariant"),
+        item_id=numeric_id(item["id"], "InventoryItem"),
+        sku=node.get("sku") or "",
+        tracked=bool(item.get("tracked", True)),
+        title=node.get("title") or "",
+        barcode=node.get("barcode"),
+        price=_text(node.get("price")),
+        compare_at_price=_text(node.get("compareAtPrice")),
+        weight=float(weight_value) if weight_value is not None else None,
+        weight_unit=weight.get("unit") if weight_value is not None else None,
+        option_values=tuple(str(o["value"]) for o in node.get("selectedOptions") or []),
+        continue_selling=node.get("inventoryPolicy") == "CONTINUE",
+    )
+
+
+def product_from_node(
+    node: Mapping[str, Any], variants: Sequence[Mapping[str, Any]] | None = None
+) -> Product:
+    variant_nodes = variants if variants is not None else node["variants"]["nodes"]
+    images = node.get("images") or {}
+    updated = node.get("updatedAt")
+    return Product(
+        id=numeric_id(node["id"], "Product"),
+        title=node.get("title") or "",
+        variants=tuple(variant_from_node(v) for v in variant_nodes),
+        description=node.get("descriptionHtml") or "",
+        vendor=node.get("vendor") or "",
+        product_type=node.get("productType") or "",
+        tags=tuple(node.get("tags") or ()),
+        status=str(node.get("status") or "ACTIVE").lower(),
+        images=tuple(str(i["url"]) for i in images.get("nodes") or []),
+        options=tuple(str(o["name"]) for o in node.get("options") or []),
+        updated_at=parse_instant(updated) if updated else None,
+    )
+
+
+def product_set_input(draft: ProductDraft, status: str) -> dict[str, Any]:
+    options = list(draft.options)
+    variants_in: list[dict[str, Any]] = []
+    if not options:
+        # Shopify's products always have an option; a product without one has "Title" with
+        # the single value "Default Title".
+        options = ["Title"]
+    values: dict[str, list[str]] = {name: [] for name in options}
+    for variant in draft.variants:
+        chosen = list(variant.option_values) or ["Default Title"]
+        option_values = []
+        for name, value in zip(options, chosen, strict=False):
+            if value not in values[name]:
+                values[name].append(value)
+            option_values.append({"optionName": name, "name": value})
+        item: dict[str, Any] = {"sku": variant.sku, "tracked": variant.tracked}
+        if variant.weight is not None:
+            unit = variant.weight_unit or "KILOGRAMS"
+            item["measurement"] = {
+                "weight": {"value": variant.weight, "unit": WEIGHT_UNITS.get(unit.lower(), unit)}
+            }
+        entry: dict[str, Any] = {
+            "optionValues": option_values,
+            "price": variant.price if variant.price is not None else "0.00",
+            "compareAtPrice": variant.compare_at_price,
+            "inventoryPolicy": "CONTINUE" if variant.continue_selling else "DENY",
+            "inventoryItem": item,
+        }
+        if variant.barcode is not None:
+            entry["barcode"] = variant.barcode
+        variants_in.append(entry)
+    input_: dict[str, Any] = {
+        "title": draft.title,
+        "descriptionHtml": draft.description,
+        "vendor": draft.vendor,
+        "productType": draft.product_type,
+        "tags": list(draft.tags),
+        "status": status,
+        "productOptions": [
+            {"name": name, "values": [{"name": v} for v in values[name]]} for name in options
+        ],
+        "variants": variants_in,
+    }
+    if draft.images:
+        input_["files"] = [{"originalSource": url, "contentType": "IMAGE"} for url in draft.images]
+    return input_
+
+
+def order_from_node(
+    node: Mapping[str, Any],
+    lines: Sequence[Mapping[str, Any]],
+    refunds: Sequence[Mapping[str, Any]],
+) -> OrderSnapshot:
+    refund_values: list[Refund] = []
+    refunded: dict[str, int] = {}
+    for refund in refunds:
+        refund_id = numeric_id(refund["id"], "Refund")
+        refund_lines: list[RefundLine] = []
+        for index, rl in enumerate(refund["refundLineItems"]["nodes"]):
+            line_id = numeric_id(rl["lineItem"]["id"], "LineItem")
+            restock = rl.get("restockType") in RESTOCKING_TYPES
+            location = rl.get("location") or {}
+            quantity = int(rl["quantity"])
+            refunded[line_id] = refunded.get(line_id, 0) + quantity
+            refund_lines.append(
+                RefundLine(
+                    # the id is only null in suggested refunds; a stable stand-in otherwise
+                    id=numeric_id(rl["id"]) if rl.get("id") else f"{refund_id}-{index}",
+                    line_id=line_id,
+                    quantity=quantity,
+                    restock=restock,
+                    location_id=(
+                        numeric_id(location["id"], "Location")
+                        if restock and location.get("id")
+                        else None
+                    ),
+                )
+            )
+        refund_values.append(Refund(refund_id, tuple(refund_lines)))
+    order_lines = []
+    for li in lines:
+        line_id = numeric_id(li["id"], "LineItem")
+        variant = li.get("variant")
+        current = li.get("currentQuantity")
+        # units ordered after edits = currentQuantity (minus edits and refunds) + refunded
+        quantity = (
+            int(current) + refunded.get(line_id, 0) if current is not None else int(li["quantity"])
+        )
+        order_lines.append(
+            OrderLine(
+                id=line_id,
+                variant_id=numeric_id(variant["id"], "ProductVariant") if variant else None,
+                sku=li.get("sku") or "",
+                quantity=quantity,
+            )
+        )
+    status = node.get("displayFinancialStatus")
+    return OrderSnapshot(
+        id=numeric_id(node["id"], "Order"),
+        financial_status=str(status).lower() if status else "unknown",
+        cancelled=node.get("cancelledAt") is not None,
+        version=normalise_version(str(node["updatedAt"])),
+        lines=tuple(order_lines),
+        refunds=tuple(refund_values),
+    )

@@ -1,0 +1,65 @@
+"""Shopify Admin API versions: which ones stocksync speaks, and when each stops being served.
+
+Shopify relies on: a stable version is released every quarter (``YYYY-01/04/07/10``) and is
+supported for at least twelve months after its release; requests to a version past its end
+of support are answered by the oldest supported version instead, which may silently change
+behaviour. Features stocksync depends on arrived in 2026-01 (``changeFromQuantity`` on
+``inventorySetQuantities`` / ``inventoryAdjustQuantities`` and the ``@idempotent(key:)``
+directive) and became mandatory in 2026-04 (``changeFromQuantity`` must be given on every
+quantity, even as an explicit ``null``; inventory mutations must carry an idempotency key).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+
+DEFAULT_VERSION = "2026-10"
+
+# Release quarter + 12 months (Shopify's documented minimum support window).
+END_OF_SUPPORT: dict[str, date] = {
+    "2025-01": date(2026, 1, 1),
+    "2025-04": date(2026, 4, 1),
+    "2025-07": date(2026, 7, 1),
+    "2025-10": date(2026, 10, 1),
+    "2026-01": date(2027, 1, 1),
+    "2026-04": date(2027, 4, 1),
+    "2026-07": date(2027, 7, 1),
+    "2026-10": date(2027, 10, 1),
+}
+SUPPORTED_VERSIONS: tuple[str, ...] = tuple(sorted(END_OF_SUPPORT))
+
+CHANGE_FROM_QUANTITY_SINCE = "2026-01"  # changeFromQuantity and @idempotent(key:)
+MANDATORY_CAS_SINCE = "2026-04"  # both required on inventory mutations
+
+_VERSION = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+
+
+def version_key(version: str) -> tuple[int, int]:
+    """(year, month) of a version; ``unstable`` sorts after every stable version."""
+    if version == "unstable":
+        return (9999, 12)
+    match = _VERSION.match(version)
+    if match is None:
+        raise ValueError(f"not a Shopify API version: {version!r} (expected YYYY-MM)")
+    return int(match.group(1)), int(match.group(2))
+
+
+def at_least(version: str, threshold: str) -> bool:
+    return version_key(version) >= version_key(threshold)
+
+
+def has_change_from_quantity(version: str) -> bool:
+    """``changeFromQuantity`` and ``@idempotent`` exist from 2026-01."""
+    return at_least(version, CHANGE_FROM_QUANTITY_SINCE)
+
+
+def end_of_support(version: str) -> date | None:
+    """The date Shopify stops serving ``version``; None when unknown (or ``unstable``)."""
+    return END_OF_SUPPORT.get(version)
+
+
+def days_left(version: str, today: date) -> int | None:
+    """Days until ``version`` is no longer served (negative once past); None when unknown."""
+    ends = end_of_support(version)
+    return None if ends is None else (ends - today).days
