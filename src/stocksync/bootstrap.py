@@ -12,9 +12,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from stocksync.config import Settings
 from stocksync.domain.ports import StorePlatform
+from stocksync.engine.periodic import ensure_periodic
 from stocksync.engine.records import StoreRecord
 from stocksync.engine.runtime import Runtime
+from stocksync.engine.tasks import build_registry
 from stocksync.jobs.factory import make_job_queue
+from stocksync.jobs.queue import TaskRegistry
 from stocksync.storage.crypto import Vault
 from stocksync.storage.db import create_engine
 
@@ -31,6 +34,19 @@ def platform_for(store: StoreRecord, vault: Vault) -> StorePlatform:
         if not store.base_url:
             raise UnsupportedPlatformError(f"{store.name}: an in-memory store needs a base URL")
         return HttpMemoryPlatform(store.base_url, store.external_id)
+    if store.platform == "shopify":
+        from stocksync.platforms.shopify.adapter import ShopifyPlatform
+        from stocksync.platforms.shopify.versions import DEFAULT_VERSION
+
+        if not store.credentials:
+            # Erased at uninstall (B5): the merchant must install the app again.
+            raise UnsupportedPlatformError(f"{store.name}: no access token; install it again")
+        return ShopifyPlatform(
+            shop_domain=store.external_id,
+            access_token=vault.decrypt(store.credentials),
+            api_version=store.api_version or DEFAULT_VERSION,
+            base_url=store.base_url,
+        )
     raise UnsupportedPlatformError(f"{store.name}: platform {store.platform!r} is not supported")
 
 
@@ -40,6 +56,12 @@ class App:
     db: AsyncEngine
     vault: Vault
     runtime: Runtime
+
+    def registry(self) -> TaskRegistry:
+        return build_registry(self.runtime, timedelta(seconds=self.settings.periodic_seconds))
+
+    async def start_periodic(self) -> None:
+        await ensure_periodic(self.runtime, timedelta(seconds=self.settings.periodic_seconds))
 
     async def close(self) -> None:
         await self.db.dispose()

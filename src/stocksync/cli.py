@@ -93,15 +93,15 @@ def worker(
 ) -> None:
     """Run a job worker until interrupted."""
     from stocksync.bootstrap import build_app
-    from stocksync.engine.tasks import build_registry
 
     settings = load_settings()
 
     async def main() -> None:
         built = build_app(settings)
         try:
+            await built.start_periodic()
             await built.runtime.queue.run_worker(
-                build_registry(built.runtime), concurrency=concurrency, name="worker"
+                built.registry(), concurrency=concurrency, name="worker"
             )
         finally:
             await built.close()

@@ -41,14 +41,30 @@ class Settings(BaseSettings):
                 "STOCKSYNC_JOB_HEARTBEAT_SECONDS must be shorter than STOCKSYNC_JOB_STALLED_SECONDS"
             )
         return self
+
     worker_concurrency: int = Field(default=4, ge=1, le=64)
     activity_retention_days: int = Field(default=90, ge=1)
+    # How often each store's safety nets run: reconciliation for sources, order backfill for
+    # destinations.
+    periodic_seconds: float = Field(default=600.0, ge=1.0)
     # Shopify app: webhooks are signed with the app's client secret. During a rotation Shopify
     # may sign with the previous secret for up to an hour; it is accepted until the deadline.
     shopify_api_secret: str | None = None
     shopify_api_secret_previous: str | None = None
     shopify_api_secret_previous_until: datetime | None = None
     public_url: str | None = Field(default=None, description="Public base URL for webhooks.")
+    # The app's client id (Shopify calls it the API key) and the scopes an install asks for.
+    shopify_api_key: str | None = None
+    shopify_scopes: str = Field(
+        default=(
+            "read_products,write_products,read_inventory,write_inventory,read_orders,read_locations"
+        ),
+        pattern=r"^[a-z_]+(,[a-z_]+)*$",
+    )
+    # Where a shop's Admin API lives; a sandbox serves shops under its own URL instead.
+    shopify_shop_url: str = Field(default="https://{shop}", pattern=r"^https?://.*\{shop\}")
+    # B1 (beyond): a store may be source and destination at once only when this is on.
+    hubs_enabled: bool = False
     webhook_max_bytes: int = Field(default=2_000_000, ge=1_000, le=50_000_000)
 
     def shopify_secrets(self, now: datetime) -> list[str]:

@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from stocksync.engine import schedule
 from stocksync.engine.inventory import flush_destination, refresh_source
 from stocksync.engine.orders import apply_ledger, backfill_orders, process_event, sync_order
+from stocksync.engine.periodic import PERIODIC, run_periodic
 from stocksync.engine.reconcile import reconcile_source
 from stocksync.engine.runtime import Runtime
 from stocksync.jobs.queue import JobContext, TaskRegistry
 
 
-def build_registry(rt: Runtime) -> TaskRegistry:
+def build_registry(
+    rt: Runtime, periodic_interval: timedelta = timedelta(minutes=10)
+) -> TaskRegistry:
     registry = TaskRegistry()
+
+    async def periodic(_ctx: JobContext, args: dict[str, Any]) -> None:
+        await run_periodic(rt, int(args["store_id"]), periodic_interval)
+
+    registry.register(PERIODIC, periodic)
 
     async def refresh(_ctx: JobContext, args: dict[str, Any]) -> None:
         await refresh_source(rt, int(args["store_id"]))

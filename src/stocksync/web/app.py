@@ -13,7 +13,7 @@ from sqlalchemy import text
 
 from stocksync.bootstrap import App
 from stocksync.engine.ingest import Ingestor
-from stocksync.engine.tasks import build_registry
+from stocksync.web.install import install_router
 from stocksync.web.webhooks import shopify_router
 
 
@@ -26,9 +26,10 @@ def create_web_app(app: App, *, embedded_worker: bool = True) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         worker: asyncio.Task[None] | None = None
         if embedded_worker:
+            await app.start_periodic()
             worker = asyncio.create_task(
                 app.runtime.queue.run_worker(
-                    build_registry(app.runtime),
+                    app.registry(),
                     concurrency=app.settings.worker_concurrency,
                     name="web-embedded",
                 )
@@ -44,6 +45,7 @@ def create_web_app(app: App, *, embedded_worker: bool = True) -> FastAPI:
 
     web = FastAPI(title="stocksync", version="0.1.0", lifespan=lifespan)
     web.include_router(shopify_router(app.settings, Ingestor(app.runtime)))
+    web.include_router(install_router(app))
 
     @web.get("/healthz")
     async def healthz() -> dict[str, str]:

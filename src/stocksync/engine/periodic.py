@@ -1,0 +1,59 @@
+"""Periodic safety nets, as self-rescheduling jobs (the same on both queue backends).
+
+Each active store has one ``periodic`` job waiting: for a source it reconciles (B19), for a
+destination it backfills orders whose webhooks never came (B17). When it runs it schedules its
+successor; the queueing lock keeps exactly one waiting per store however many workers start."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from stocksync.engine.orders import backfill_orders
+from stocksync.engine.reconcile import reconcile_source
+from stocksync.engine.records import load_store
+from stocksync.engine.runtime import Runtime
+from stocksync.storage.tables import stores
+
+PERIODIC = "periodic"
+
+
+async def schedule_next(
+    rt: Runtime, conn: AsyncConnection, store_id: int, interval: timedelta
+) -> None:
+    await rt.queue.enqueue(
+        conn,
+        PERIODIC,
+        {"store_id": store_id},
+        lock=f"periodic:{store_id}",
+        queueing_lock=f"periodic:{store_id}",
+        schedule_at=rt.clock() + interval,
+    )
+
+
+async def ensure_periodic(rt: Runtime, interval: timedelta) -> int:
+    """Make sure every active store has its periodic job waiting; returns stores covered."""
+    async with rt.db.begin() as conn:
+        ids = [
+            r[0] for r in await conn.execute(select(stores.c.id).where(stores.c.status == "active"))
+        ]
+        for store_id in ids:
+            await schedule_next(rt, conn, store_id, interval)
+    return len(ids)
+
+
+async def run_periodic(rt: Runtime, store_id: int, interval: timedelta) -> None:
+    async with rt.db.begin() as conn:
+        store = await load_store(conn, store_id)
+    if store is None or store.status != "active":
+        return  # an uninstalled store's chain ends here; reinstalling starts a new one
+    try:
+        if store.is_destination:
+            await backfill_orders(rt, store_id)
+        if store.is_source:
+            await reconcile_source(rt, store_id)
+    finally:
+        async with rt.db.begin() as conn:
+            await schedule_next(rt, conn, store_id, interval)
