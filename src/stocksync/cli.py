@@ -118,11 +118,26 @@ def demo(
         bool, typer.Option("--once", help="Exit after convergence (non-zero if none in 60 s).")
     ] = False,
     seed: Annotated[int, typer.Option(help="Seed of the simulated day.")] = 7,
+    platform: Annotated[
+        str,
+        typer.Option(
+            help="shopify: the Shopify sandbox, with the web process and worker as separate "
+            "processes; memory: the in-memory platform in one process."
+        ),
+    ] = "shopify",
 ) -> None:
     """Show stores staying in sync through a simulated day of merchant activity."""
-    from stocksync.demo import run_demo
-
-    sys.exit(asyncio.run(run_demo(console, once=once, seed=seed)))
+    if platform == "memory":
+        from stocksync.demo import run_demo
+    elif platform == "shopify":
+        from stocksync.demo_shopify import run_demo
+    else:
+        raise typer.BadParameter("must be shopify or memory", param_hint="--platform")
+    try:
+        code = asyncio.run(run_demo(console, once=once, seed=seed))
+    except KeyboardInterrupt:
+        code = 0  # Ctrl-C ends the demo; its processes were stopped on the way out
+    sys.exit(code)
 
 
 def _mount_optional() -> None:
@@ -134,6 +149,15 @@ def _mount_optional() -> None:
 
 
 _mount_optional()
+
+# Stores and connections (cli_stores imports this module's settings loader when run).
+from stocksync import cli_stores  # noqa: E402
+
+app.add_typer(cli_stores.store_app, name="store")
+app.command("connect")(cli_stores.connect_command)
+app.command("import")(cli_stores.import_command)
+app.command("status")(cli_stores.status_command)
+app.add_typer(cli_stores.shopify_app, name="shopify")
 
 
 def main() -> None:

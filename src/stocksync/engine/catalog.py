@@ -6,7 +6,7 @@ earlier attempt created instead of creating it twice."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import func, select
@@ -168,9 +168,14 @@ def _draft(product: Product) -> ProductDraft:
 
 
 async def import_products(
-    rt: Runtime, connection_id: int, product_ids: Sequence[str] | None = None
+    rt: Runtime,
+    connection_id: int,
+    product_ids: Sequence[str] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> CatalogReport:
-    """B7: copy visible source products to the destination and link them by SKU."""
+    """B7: copy visible source products to the destination and link them by SKU.
+
+    ``progress(done, total)`` is called after each product (the CLI's progress bar)."""
     record, source, dest = await _context(rt, connection_id)
     src_platform, dst_platform = rt.platforms(source), rt.platforms(dest)
     products = await src_platform.list_products()
@@ -202,7 +207,9 @@ async def import_products(
                 conn, store_id=dest.id, level="warning", kind="plan_limit", message=report.refused
             )
         raise PlanLimitError(report.refused)
-    for product in todo:
+    if progress is not None:
+        progress(0, len(todo))
+    for done, product in enumerate(todo, start=1):
         item = ProductReport(product.id, product.title)
         report.products.append(item)
         usable, _ = hygiene(product.variants)
@@ -230,6 +237,8 @@ async def import_products(
                     "problems": [p.reason for p in item.problems],
                 },
             )
+        if progress is not None:
+            progress(done, len(todo))
     return report
 
 

@@ -146,7 +146,11 @@ def verify_callback(
             "the install callback has expired (or this server's clock is wrong); "
             "start the install again"
         )
-    return normalise_shop(params.get("shop"))
+    shop = params.get("shop", "")
+    # Exactly as signed: no trimming or case folding of what Shopify sent.
+    if normalise_shop(shop) != shop:
+        raise InstallError(f"{shop!r} is not a Shopify shop domain as Shopify writes it")
+    return shop
 
 
 def new_nonce() -> str:
