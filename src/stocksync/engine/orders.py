@@ -10,7 +10,7 @@ between the platform call and our commit cannot apply it twice.
 
 from __future__ import annotations
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from stocksync.domain.codec import CodecError, decode_event
@@ -460,9 +460,26 @@ async def backfill_orders(rt: Runtime, store_id: int) -> int:
     changed = await rt.platforms(store).orders_changed_since(cursor)
     if not changed:
         return 0
+    scheduled = 0
     async with rt.db.begin() as conn:
+        seen = dict(
+            (
+                await conn.execute(
+                    select(orders_seen.c.order_id, func.max(orders_seen.c.version))
+                    .where(
+                        orders_seen.c.destination_store_id == store_id,
+                        orders_seen.c.order_id.in_([s.id for s in changed]),
+                    )
+                    .group_by(orders_seen.c.order_id)
+                )
+            ).all()
+        )
         for snapshot in changed:
+            # Already applied at this version (its webhooks came): nothing was missed.
+            if seen.get(snapshot.id) is not None and seen[snapshot.id] >= snapshot.version:
+                continue
             await schedule.sync_order(rt, conn, store_id, snapshot.id)
+            scheduled += 1
         await upsert(
             conn,
             store_cursors,
@@ -470,7 +487,7 @@ async def backfill_orders(rt: Runtime, store_id: int) -> int:
             conflict=("store_id", "name"),
             update={"value": changed[-1].version},
         )
-    return len(changed)
+    return scheduled
 
 
 # --- applying the ledger to the root source ---------------------------------------------------
