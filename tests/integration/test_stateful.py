@@ -124,7 +124,7 @@ class SyncMachine(RuleBasedStateMachine):
         self.inflight: list[Delivery] = []  # taken from the platform, not yet delivered
         self.rng = random.Random(0)
         self.steps = 0
-        self.armed: str | None = None
+        self.armed: set[str] = set()  # each fires once, the next time it is reached
         self.installed = False
         crash.install(self._crash_hook)
 
@@ -132,8 +132,8 @@ class SyncMachine(RuleBasedStateMachine):
         return self.loop.run_until_complete(coro)
 
     def _crash_hook(self, name: str) -> None:
-        if self.armed == name:
-            self.armed = None
+        if name in self.armed:
+            self.armed.discard(name)
             CRASH_HITS[name] += 1
             raise SimulatedCrash(name)
 
@@ -314,7 +314,7 @@ class SyncMachine(RuleBasedStateMachine):
         self.h.shop(dest).faults.fail_next("race", delta=-1)
 
     def worker_will_crash(self, data: st.DataObject) -> None:
-        self.armed = data.draw(st.sampled_from(crash.POINTS))
+        self.armed.add(data.draw(st.sampled_from(crash.POINTS)))
 
     def workers_run(self, data: st.DataObject) -> None:
         self.run(self.h.drain())
@@ -353,7 +353,7 @@ class SyncMachine(RuleBasedStateMachine):
 
     async def _quiesce_and_check(self) -> None:
         h = self.h
-        self.armed = None
+        self.armed.clear()
         for store in h.world.stores.values():
             store.faults.clear()
         await h.deliver(self.inflight + h.world.take_outbox())
