@@ -58,7 +58,9 @@ class StaleLevelsError(TransientPlatformError):
 async def mark_source_dirty(
     rt: Runtime, conn: AsyncConnection, store_id: int, item_ids: Iterable[str]
 ) -> None:
-    rows = [{"store_id": store_id, "item_id": i, "seq": 1} for i in dict.fromkeys(item_ids)]
+    # In key order: two transactions upserting the same rows in different orders deadlock on
+    # PostgreSQL.
+    rows = [{"store_id": store_id, "item_id": i, "seq": 1} for i in sorted(set(item_ids))]
     if not rows:
         return
     await upsert(
@@ -81,6 +83,10 @@ async def mark_pending(
     """``links``: (connection id, variant link id, destination store id)."""
     if not links:
         return
+    # Rows and jobs in key order, whoever calls (a webhook's transaction, a worker's): two
+    # transactions upserting the same rows, or enqueueing jobs with the same queueing locks,
+    # in different orders deadlock on PostgreSQL.
+    links = sorted(set(links))
     await upsert(
         conn,
         flush_pending,
@@ -96,7 +102,7 @@ async def mark_pending(
             else {"seq": flush_pending.c.seq + 1}
         ),
     )
-    for connection_id, destination_store_id in {(c, d) for c, _, d in links}:
+    for connection_id, destination_store_id in sorted({(c, d) for c, _, d in links}):
         await schedule.flush_destination(rt, conn, connection_id, destination_store_id)
 
 
@@ -228,9 +234,8 @@ async def refresh_source(rt: Runtime, store_id: int) -> int:
                     message=f"the source reported {level} units of item {item}; not synced",
                     details={"item_id": item, "level": level},
                 )
-            if moved:
-                links = await links_of_source_items(conn, store_id, moved)
-                await mark_pending(rt, conn, [(c, v, d) for c, v, d, _ in links])
+            # source_dirty before flush_pending, in the order a webhook's transaction takes
+            # them: opposite orders deadlock on PostgreSQL.
             await conn.execute(
                 delete(source_dirty).where(
                     source_dirty.c.store_id == store_id,
@@ -239,6 +244,9 @@ async def refresh_source(rt: Runtime, store_id: int) -> int:
                     ),
                 )
             )
+            if moved:
+                links = await links_of_source_items(conn, store_id, moved)
+                await mark_pending(rt, conn, [(c, v, d) for c, v, d, _ in links])
             crash.point("refresh.before_commit")
         total += len(items)
         if len(dirty) < rt.batch_size:
@@ -494,10 +502,11 @@ async def flush_destination(rt: Runtime, connection_id: int) -> int:
                     "updated_at": excluded("updated_at"),
                 },
             )
-            await _clear_pending(conn, connection_id, pending)
             if written and dest.is_source:
                 # A hub: what we wrote is its stock too, to be sent further down the chain.
+                # (source_dirty before flush_pending, as everywhere: see refresh_source.)
                 await mark_source_dirty(rt, conn, dest.id, sorted(written))
+            await _clear_pending(conn, connection_id, pending)
             if written:
                 await activity.record(
                     conn,
