@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, delete, func, select, tuple_, update
+from sqlalchemy import and_, delete, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from stocksync.domain.levels import destination_level, plausible_quantity, shared_total
@@ -533,50 +533,3 @@ async def flush_destination(rt: Runtime, connection_id: int) -> int:
         written_total += len(written)
         if len(pending) < rt.batch_size:
             return written_total
-
-
-async def mark_destination_drift(
-    rt: Runtime,
-    conn: AsyncConnection,
-    store_id: int,
-    item_id: str,
-    location_id: str,
-    reported: int | None,
-) -> str:
-    """A destination's level changed. Our own write coming back (an echo) is recognised by
-    comparing with the level we last wrote; anything else is a sale or a manual change, and
-    the variant is scheduled to be set back to the source's level (B15, B18)."""
-    rows = (
-        await conn.execute(
-            select(variant_links.c.connection_id, variant_links.c.id)
-            .join(connections, connections.c.id == variant_links.c.connection_id)
-            .where(
-                variant_links.c.destination_store_id == store_id,
-                variant_links.c.destination_item_id == item_id,
-                variant_links.c.status == "active",
-                connections.c.status == "active",
-                connections.c.receiving_location == location_id,
-            )
-        )
-    ).all()
-    if not rows:
-        return "unlinked"
-    last_written = (
-        await conn.execute(
-            select(sync_state.c.last_written).where(
-                sync_state.c.store_id == store_id,
-                sync_state.c.item_id == item_id,
-                sync_state.c.location == location_id,
-            )
-        )
-    ).scalar()
-    if reported is not None and last_written is not None and reported == last_written:
-        return "echo"
-    await mark_pending(rt, conn, [(c, v, store_id) for c, v in rows], force_read=True)
-    return "drift"
-
-
-async def set_link_status(conn: AsyncConnection, link_ids: Sequence[int], status: str) -> None:
-    await conn.execute(
-        update(variant_links).where(variant_links.c.id.in_(list(link_ids))).values(status=status)
-    )
