@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
-from typing import Any
 
 import pytest
 
@@ -416,24 +415,6 @@ async def test_ids_beyond_two_to_the_53_round_trip_exactly(env: Env) -> None:
     assert int(created.variants[0].id) == env.shop.variants[int(created.variants[0].id)].id
 
 
-@pytest.fixture
-def bulk_field_resolver(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The sandbox runs bulk queries without its own field resolver, so camelCase fields
-    without a dedicated resolver (descriptionHtml, productType, ...) fail there, unlike on
-    Shopify. Patched here for the test only (reported; the sandbox is not ours to edit)."""
-    import graphql
-
-    import stocksync.sandbox.bulk as sandbox_bulk
-    from stocksync.sandbox.resolvers.common import default_resolver
-
-    def execute(*args: Any, **kwargs: Any) -> Any:
-        kwargs.setdefault("field_resolver", default_resolver)
-        return graphql.execute(*args, **kwargs)
-
-    monkeypatch.setattr(sandbox_bulk, "execute", execute)
-
-
-@pytest.mark.usefixtures("bulk_field_resolver")
 async def test_bulk_catalog_and_inventory(env: Env) -> None:
     platform = env.platform(bulk_poll_interval=0.5)
     created = await platform.create_product(DRAFT)

@@ -135,12 +135,19 @@ class BulkOperations:
         return op, []
 
     async def _run(self, shop: Shop, op: BulkOperation) -> None:
-        from stocksync.sandbox.resolvers.common import Ctx
+        from stocksync.sandbox.resolvers.common import Ctx, default_resolver
         from stocksync.sandbox.schema import has_additions, schema_for
 
         await self.sandbox.clock.sleep(RUN_DELAY)
         context = Ctx(self.sandbox, shop, op.version, has_additions(op.version), bulk=True)
-        result = execute(schema_for(op.version), parse(op.query), context_value=context)
+        # The same field resolver as the GraphQL endpoint: fields the shop keeps under
+        # another name (descriptionHtml, productType, ...) resolve the same way in bulk.
+        result = execute(
+            schema_for(op.version),
+            parse(op.query),
+            context_value=context,
+            field_resolver=default_resolver,
+        )
         assert not hasattr(result, "__await__")
         data = getattr(result, "data", None)
         if getattr(result, "errors", None) or data is None:
