@@ -284,11 +284,12 @@ class SyncMachine(RuleBasedStateMachine):
 
         What is in flight depends on how the workers interleaved, which may differ between a
         run and its replay; so the choices are drawn as a seed, not as indexes into it."""
+        # Drawn before looking at what is in flight: the draws must not depend on it.
+        choices = random.Random(data.draw(st.integers(0, 2**32 - 1)))
+        share = data.draw(st.sampled_from((0.25, 0.5, 1.0)))
         self.inflight.extend(self.h.world.take_outbox())
         if not self.inflight:
             return
-        choices = random.Random(data.draw(st.integers(0, 2**32 - 1)))
-        share = data.draw(st.sampled_from((0.25, 0.5, 1.0)))
         choices.shuffle(self.inflight)
         count = max(1, int(len(self.inflight) * share))
         chosen, self.inflight = self.inflight[:count], self.inflight[count:]

@@ -342,19 +342,6 @@ async def apply_refund(
     return written
 
 
-async def _order_counted(conn: AsyncConnection, store_id: int, order_id: str) -> bool:
-    row = (
-        await conn.execute(
-            select(orders_seen.c.counted).where(
-                orders_seen.c.destination_store_id == store_id,
-                orders_seen.c.order_id == order_id,
-                orders_seen.c.counted.is_(True),
-            )
-        )
-    ).first()
-    return row is not None
-
-
 async def process_event(rt: Runtime, inbox_id: int) -> None:
     """Handle one stored order, edit or refund event."""
     async with rt.db.begin() as conn:
@@ -384,9 +371,6 @@ async def process_event(rt: Runtime, inbox_id: int) -> None:
         if store is None:
             await _finish(conn, inbox_id, "ignored", "unknown store")
             return
-        counted = False
-        if isinstance(event, RefundSeen):
-            counted = await _order_counted(conn, store.id, event.order_id)
     # Decide what to read from the platform outside any transaction.
     snapshot: OrderSnapshot | None = None
     refund: Refund | None = None
@@ -396,10 +380,11 @@ async def process_event(rt: Runtime, inbox_id: int) -> None:
         snapshot = await rt.platforms(store).get_order(event.order_id)
     elif isinstance(event, RefundSeen):
         refund = event.refund
-        if not counted:
-            # The order may have been paid before this refund, with that webhook still on its
-            # way (or lost): its current state decides whether the refunded units were counted.
-            snapshot = await rt.platforms(store).get_order(event.order_id)
+        # What the refund gives back is capped by what was counted for its lines, so the
+        # order must be known as it stood when refunded: its "paid" webhook may still be on
+        # its way (or lost), and so may an edit that added units. Its current state, applied
+        # first, settles both.
+        snapshot = await rt.platforms(store).get_order(event.order_id)
     crash.point("order.after_fetch")
     async with rt.db.begin() as conn:
         status = (await conn.execute(select(inbox.c.status).where(inbox.c.id == inbox_id))).scalar()
