@@ -401,6 +401,8 @@ def machine_url(db_url: str) -> str:
     return db_url
 
 
+# Hundreds of examples take minutes, far beyond the suite's per-test limit.
+@pytest.mark.timeout(2400)
 def test_stateful_exactly_once_and_convergence(machine_url: str) -> None:
     CRASH_HITS.clear()
     STEP_COUNTS.clear()

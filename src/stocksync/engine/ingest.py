@@ -277,7 +277,8 @@ class _Batch:
                 if (store.id, ev.item_id) in linked:
                     dirty[store.id].append(ev.item_id)
                     handled.add(inbox_id)
-            for store_id, items in dirty.items():
+            # In store order, as every transaction takes these rows (see mark_pending).
+            for store_id, items in sorted(dirty.items()):
                 await mark_source_dirty(self.rt, self.conn, store_id, items)
         dests = [(s, i, e) for s, i, e in levels if s.is_destination]
         if dests:
