@@ -5,6 +5,7 @@ process) and distributed (PostgreSQL, many workers)."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -20,6 +21,9 @@ from stocksync.jobs.factory import make_job_queue
 from stocksync.jobs.queue import TaskRegistry
 from stocksync.storage.crypto import Vault
 from stocksync.storage.db import create_engine
+
+# A replaced adapter's HTTP client outlives the calls that were using it by this much.
+RETIRED_ADAPTER_GRACE_SECONDS = 60.0
 
 
 class UnsupportedPlatformError(RuntimeError):
@@ -50,6 +54,52 @@ def platform_for(store: StoreRecord, vault: Vault) -> StorePlatform:
     raise UnsupportedPlatformError(f"{store.name}: platform {store.platform!r} is not supported")
 
 
+class AdapterCache:
+    """One adapter per store and process: it owns the store's HTTP client and throttle.
+
+    Jobs load the store afresh, so an adapter built from credentials that have since changed
+    (a reinstall with a new token, another API version or address) is seen to be stale on the
+    next job in every process, replaced, and closed once the calls still using it are done."""
+
+    def __init__(self, vault: Vault) -> None:
+        self.vault = vault
+        self._adapters: dict[int, tuple[tuple[object, ...], StorePlatform]] = {}
+        self._closing: set[asyncio.Task[None]] = set()
+
+    @staticmethod
+    def _fingerprint(store: StoreRecord) -> tuple[object, ...]:
+        return (store.platform, store.credentials, store.api_version, store.base_url)
+
+    def resolve(self, store: StoreRecord) -> StorePlatform:
+        fingerprint = self._fingerprint(store)
+        cached = self._adapters.get(store.id)
+        if cached is not None and cached[0] == fingerprint:
+            return cached[1]
+        adapter = platform_for(store, self.vault)
+        self._adapters[store.id] = (fingerprint, adapter)
+        if cached is not None:
+            self._retire(cached[1])
+        return adapter
+
+    def _retire(self, adapter: StorePlatform) -> None:
+        close = getattr(adapter, "aclose", None)
+        if close is None:
+            return
+
+        async def later() -> None:
+            # Calls already under way on the old adapter finish first.
+            await asyncio.sleep(RETIRED_ADAPTER_GRACE_SECONDS)
+            await close()
+
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # no loop to close it on; the process is ending
+        task = loop.create_task(later())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+
 @dataclass
 class App:
     settings: Settings
@@ -71,18 +121,18 @@ def build_app(settings: Settings) -> App:
     db = create_engine(settings.resolved_database_url)
     vault = Vault.from_setting(settings.secret_key, settings.data_dir)
     queue = make_job_queue(db, settings.resolved_database_url, settings)
-    cache: dict[int, StorePlatform] = {}
+    adapters = AdapterCache(vault)
 
-    def resolve(store: StoreRecord) -> StorePlatform:
-        # One adapter per store and process: it owns the store's HTTP client and throttle.
-        if store.id not in cache:
-            cache[store.id] = platform_for(store, vault)
-        return cache[store.id]
+    def webhook_url(store: StoreRecord) -> str | None:
+        if not settings.public_url:
+            return None
+        return f"{settings.public_url.rstrip('/')}/webhooks/{store.platform}"
 
     runtime = Runtime(
         db=db,
         queue=queue,
-        platforms=resolve,
+        platforms=adapters.resolve,
+        webhook_url=webhook_url,
         batch_size=settings.flush_batch_size,
         debounce=timedelta(milliseconds=settings.flush_debounce_ms),
     )

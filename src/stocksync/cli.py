@@ -55,14 +55,25 @@ def migrate() -> None:
 
 
 @app.command()
-def doctor() -> None:
-    """Check the database, the job queue and the migrations; exit non-zero on a problem."""
+def doctor(
+    fix: Annotated[
+        bool,
+        typer.Option(
+            "--fix",
+            help="Create webhook subscriptions a store lost and backfill the orders missed.",
+        ),
+    ] = False,
+) -> None:
+    """Check the database, the job queue, the migrations and every store; exit non-zero on a
+    problem."""
     from stocksync.doctor import run_doctor
 
     settings = load_settings()
-    problems = asyncio.run(run_doctor(settings, console))
-    if problems:
-        for problem in problems:
+    report = asyncio.run(run_doctor(settings, console, fix=fix))
+    for warning in report.warnings:
+        err.print(f"[yellow]warning:[/yellow] {warning}")
+    if report.problems:
+        for problem in report.problems:
             err.print(f"[red]problem:[/red] {problem}")
         raise typer.Exit(1)
     console.print("[green]All checks passed.[/green]")
@@ -90,9 +101,14 @@ def serve(
 @app.command()
 def worker(
     concurrency: Annotated[int, typer.Option(help="Jobs run at once.")] = 4,
+    name: Annotated[
+        str | None,
+        typer.Option(help="Worker name; must differ between workers (default: host, pid, random)."),
+    ] = None,
 ) -> None:
     """Run a job worker until interrupted."""
     from stocksync.bootstrap import build_app
+    from stocksync.jobs.queue import worker_name
 
     settings = load_settings()
 
@@ -101,7 +117,7 @@ def worker(
         try:
             await built.start_periodic()
             await built.runtime.queue.run_worker(
-                built.registry(), concurrency=concurrency, name="worker"
+                built.registry(), concurrency=concurrency, name=name or worker_name()
             )
         finally:
             await built.close()

@@ -101,7 +101,8 @@ def add_shopify(
         int | None, typer.Option(min=0, help="Products a destination may sync (B3).")
     ] = None,
 ) -> None:
-    """Install a Shopify store with a custom app's access token."""
+    """Install a Shopify store with a custom app's access token; run it again to give an
+    installed store a new token or API version (its key, connections and links stay)."""
     from stocksync.platforms.shopify.adapter import ShopifyPlatform
     from stocksync.platforms.shopify.oauth import normalise_shop
     from stocksync.platforms.shopify.versions import DEFAULT_VERSION, version_key
@@ -155,13 +156,16 @@ def add_shopify(
             )
             if key is not None:
                 console.print(f"Unique key (share it with destinations): {key}")
+            elif roles.source:
+                console.print(
+                    "Installed again: its unique key is unchanged "
+                    f"(`stocksync store key {store.id}` prints it)."
+                )
             if settings.public_url:
-                from stocksync.web.install import register_webhooks, webhook_topics
-
-                report = await register_webhooks(
-                    platform,
-                    webhook_topics(roles),
-                    settings.public_url.rstrip("/") + "/webhooks/shopify",
+                report = await platform.ensure_subscriptions(
+                    source=roles.source,
+                    destination=roles.destination,
+                    callback_url=settings.public_url.rstrip("/") + "/webhooks/shopify",
                 )
                 console.print(
                     f"Webhooks: {len(report.created)} created, {len(report.existing)} existed"

@@ -237,3 +237,22 @@ async def test_bad_install_requests(
     assert response.status_code == status
     assert message in response.json()["error"]
     assert STATE_COOKIE not in env.browser.cookies
+
+
+async def test_installing_again_updates_the_token_of_the_same_store(env: Env) -> None:
+    first = await env.browser.get(await env.approve(await env.start()))
+    assert first.status_code == 200, first.text
+    second = await env.browser.get(await env.approve(await env.start()))
+    assert second.status_code == 200, second.text
+    assert second.json()["store_id"] == first.json()["store_id"]
+    # Subscriptions already there are left alone, not duplicated.
+    assert second.json()["webhooks"] == SOURCE_TOPICS
+    assert len(env.sandbox.webhooks.of_shop(env.shop)) == len(SOURCE_TOPICS)
+    tokens = [t for t in env.shop.access_tokens if t.startswith("shpua_")]
+    assert len(tokens) == 2
+    async with env.app.db.connect() as conn:
+        rows = (await conn.execute(select(stores.c.credentials))).all()
+        kinds = (await conn.execute(select(activity_log.c.kind).order_by(activity_log.c.id))).all()
+    assert len(rows) == 1
+    assert env.app.vault.decrypt(rows[0][0]) == tokens[1]
+    assert [k[0] for k in kinds] == ["store_installed", "store_reinstalled"]

@@ -222,3 +222,33 @@ class StorePlatform(Protocol):
     async def orders_changed_since(self, since: str | None) -> list[OrderSnapshot]:
         """Orders (with their refunds) modified after ``since`` (a version), oldest first."""
         ...
+
+
+@dataclass
+class SubscriptionReport:
+    """What a check of a store's webhook subscriptions found, and what it did about it."""
+
+    existing: list[str] = field(default_factory=list)
+    created: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)  # found missing and not (yet) created
+    failed: dict[str, str] = field(default_factory=dict)  # topic -> why it could not be created
+
+    @property
+    def complete(self) -> bool:
+        return not self.missing and not self.failed
+
+
+@runtime_checkable
+class WebhookSubscriptions(Protocol):
+    """A platform whose webhooks are subscribed by API, and can disappear.
+
+    Shopify deletes an API-created subscription once its deliveries have failed for long
+    enough; a store that is no longer told about changes would drift until reconciliation,
+    so the engine checks them periodically and on demand."""
+
+    async def ensure_subscriptions(
+        self, *, source: bool, destination: bool, callback_url: str, create: bool = True
+    ) -> SubscriptionReport:
+        """Compare the subscriptions to ``callback_url`` with the topics the roles need;
+        create the missing ones unless ``create`` is false."""
+        ...

@@ -1,20 +1,24 @@
 """Periodic safety nets, as self-rescheduling jobs (the same on both queue backends).
 
-Each active store has one ``periodic`` job waiting: for a source it reconciles (B19), for a
-destination it backfills orders whose webhooks never came (B17). When it runs it schedules its
+Each active store has one ``periodic`` job waiting: it first makes sure the store's webhook
+subscriptions still exist, then for a destination it backfills orders whose webhooks never
+came (B17), and for a source it reconciles (B19). When it runs it schedules its
 successor; the queueing lock keeps exactly one waiting per store however many workers start."""
 
 from __future__ import annotations
 
+import contextlib
 from datetime import timedelta
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from stocksync.domain.ports import PlatformError
 from stocksync.engine.orders import backfill_orders
 from stocksync.engine.reconcile import reconcile_source
 from stocksync.engine.records import load_store
 from stocksync.engine.runtime import Runtime
+from stocksync.engine.subscriptions import check_subscriptions
 from stocksync.storage.tables import stores
 
 PERIODIC = "periodic"
@@ -50,6 +54,9 @@ async def run_periodic(rt: Runtime, store_id: int, interval: timedelta) -> None:
     if store is None or store.status != "active":
         return  # an uninstalled store's chain ends here; reinstalling starts a new one
     try:
+        # A failed check is logged; the backfill below still catches up on what was missed.
+        with contextlib.suppress(PlatformError):
+            await check_subscriptions(rt, store_id)
         if store.is_destination:
             await backfill_orders(rt, store_id)
         if store.is_source:

@@ -13,6 +13,12 @@ from stocksync.engine.records import StoreRecord
 from stocksync.jobs.queue import JobQueue
 
 PlatformResolver = Callable[[StoreRecord], StorePlatform]
+# Where a store's platform should send its webhooks; None when no public URL is configured.
+WebhookUrlResolver = Callable[[StoreRecord], "str | None"]
+
+
+def no_webhook_url(store: StoreRecord) -> str | None:
+    return None
 
 
 def utcnow() -> datetime:
@@ -30,3 +36,4 @@ class Runtime:
     debounce: timedelta = field(default_factory=lambda: timedelta(milliseconds=200))
     stale_retries: int = 3
     clock: Callable[[], datetime] = utcnow
+    webhook_url: WebhookUrlResolver = no_webhook_url

@@ -85,11 +85,27 @@ async def install_store(
         raise StoreError("a store can be both source and destination only when hubs are enabled")
     existing = (
         await conn.execute(
-            select(stores.c.id, stores.c.status).where(
+            select(stores.c.id, stores.c.status, stores.c.is_source, stores.c.is_destination).where(
                 stores.c.platform == platform, stores.c.external_id == external_id
             )
         )
     ).first()
+    if existing is not None and existing[1] == "active":
+        if (existing[2], existing[3]) != (roles.source, roles.destination):
+            raise StoreError(
+                f"{external_id} is already installed with another role; changing its role means "
+                "uninstalling it first (its links are kept as unlinked products)"
+            )
+        return await _reinstall(
+            conn,
+            vault,
+            existing[0],
+            name=name,
+            credentials=credentials,
+            base_url=base_url,
+            api_version=api_version,
+            plan_product_limit=plan_product_limit,
+        ), None
     key = new_key() if roles.source else None
     values = {
         "name": name or external_id,
@@ -105,11 +121,6 @@ async def install_store(
         "key_rotated_at": rt.clock() if key else None,
     }
     if existing is not None:
-        if existing[1] == "active":
-            raise StoreError(
-                f"{external_id} is already installed; changing its role means uninstalling it "
-                "first (its links are kept as unlinked products)"
-            )
         await conn.execute(update(stores).where(stores.c.id == existing[0]).values(**values))
         store_id = existing[0]
     else:
@@ -137,6 +148,43 @@ async def install_store(
     store = await load_store(conn, store_id)
     assert store is not None
     return store, key
+
+
+async def _reinstall(
+    conn: AsyncConnection,
+    vault: Vault,
+    store_id: int,
+    *,
+    name: str | None,
+    credentials: str | None,
+    base_url: str | None,
+    api_version: str | None,
+    plan_product_limit: int | None,
+) -> StoreRecord:
+    """The app installed again on an active store, with the same role: the merchant approved
+    it again (new token, perhaps new scopes) or an operator gave a new admin token. Only what
+    identifies and reaches the store changes; its key, connections and links stay. Adapters
+    cached in running processes see the new credentials on their next job."""
+    values: dict[str, object] = {"base_url": base_url, "api_version": api_version}
+    if credentials:
+        values["credentials"] = vault.encrypt(credentials)
+    if name:
+        values["name"] = name
+    if plan_product_limit is not None:
+        values["plan_product_limit"] = plan_product_limit
+    await conn.execute(update(stores).where(stores.c.id == store_id).values(**values))
+    store = await load_store(conn, store_id)
+    assert store is not None
+    await activity.record(
+        conn,
+        store_id=store_id,
+        level="info",
+        kind="store_reinstalled",
+        message=f"{store.name} installed again; its credentials were updated, its key, "
+        "connections and links kept",
+        details={"credentials_changed": bool(credentials), "api_version": api_version},
+    )
+    return store
 
 
 async def uninstall_store(conn: AsyncConnection, store_id: int, reason: str) -> None:

@@ -37,9 +37,6 @@ import asyncio
 import contextlib
 import enum
 import logging
-import os
-import secrets
-import socket
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -68,6 +65,7 @@ from stocksync.jobs.queue import (
     JsonArgs,
     PermanentJobError,
     TaskRegistry,
+    worker_name,
 )
 from stocksync.jobs.retry import ExponentialBackoff, describe_error, is_final, record_dead_letter
 from stocksync.storage.db import is_sqlite
@@ -87,11 +85,6 @@ _RELEASE_TIMEOUT_SECONDS = 5.0
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def default_worker_name() -> str:
-    """Unique per worker: host, process and a random suffix (several workers per process)."""
-    return f"{socket.gethostname()[:80]}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
 def _aware(value: datetime) -> datetime:
@@ -496,7 +489,7 @@ class EmbeddedJobQueue:
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
-        worker = name or default_worker_name()
+        worker = name or worker_name()
         wakeup = asyncio.Event()
         self._wakeups.add(wakeup)
         running: dict[asyncio.Task[None], FetchedJob] = {}

@@ -47,13 +47,13 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from stocksync.config import async_url
-from stocksync.jobs.embedded import default_worker_name
 from stocksync.jobs.queue import (
     JOB_STATUSES,
     Handler,
     JobContext,
     JsonArgs,
     TaskRegistry,
+    worker_name,
 )
 from stocksync.jobs.retry import ExponentialBackoff, describe_error, is_final, record_dead_letter
 
@@ -483,7 +483,7 @@ class ProcrastinateJobQueue:
             worker = Worker(
                 app=app,
                 queues=[self.queue_name],
-                name=name or default_worker_name(),
+                name=name or worker_name(),
                 concurrency=concurrency,
                 wait=True,
                 fetch_job_polling_interval=self.poll_interval,

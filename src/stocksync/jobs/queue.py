@@ -18,6 +18,9 @@ that the state change and the job that acts on it commit or vanish together.
 
 from __future__ import annotations
 
+import os
+import secrets
+import socket
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -26,6 +29,14 @@ from typing import Any, Protocol
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 JsonArgs = Mapping[str, Any]
+
+
+def worker_name(role: str = "worker") -> str:
+    """A name no other worker has: what it is, its host and process, and a random suffix.
+
+    Leases (embedded) and heartbeats (procrastinate) belong to a worker by name, so two
+    processes sharing one would renew each other's claims and hide a dead worker."""
+    return f"{role}@{socket.gethostname()[:80]}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
 @dataclass(frozen=True)

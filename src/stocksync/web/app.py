@@ -13,6 +13,7 @@ from sqlalchemy import text
 
 from stocksync.bootstrap import App
 from stocksync.engine.ingest import Ingestor
+from stocksync.jobs.queue import worker_name
 from stocksync.web.install import install_router
 from stocksync.web.webhooks import shopify_router
 
@@ -31,7 +32,7 @@ def create_web_app(app: App, *, embedded_worker: bool = True) -> FastAPI:
                 app.runtime.queue.run_worker(
                     app.registry(),
                     concurrency=app.settings.worker_concurrency,
-                    name="web-embedded",
+                    name=worker_name("web"),
                 )
             )
         try:

@@ -28,7 +28,6 @@ from stocksync.config import Settings
 from stocksync.domain.ports import PlatformError
 from stocksync.engine.stores import Roles, StoreError, install_store, set_locations
 from stocksync.platforms.shopify.adapter import ShopifyPlatform
-from stocksync.platforms.shopify.documents import document
 from stocksync.platforms.shopify.oauth import (
     STATE_LIFETIME,
     InstallError,
@@ -44,6 +43,8 @@ from stocksync.platforms.shopify.oauth import (
     shop_base_url,
     verify_callback,
 )
+from stocksync.platforms.shopify.subscriptions import ensure_subscriptions
+from stocksync.platforms.shopify.subscriptions import webhook_topics as subscription_topics
 from stocksync.platforms.shopify.versions import DEFAULT_VERSION
 from stocksync.storage import activity
 
@@ -53,28 +54,9 @@ CALLBACK_PATH = "/install/shopify/callback"
 WEBHOOK_PATH = "/webhooks/shopify"
 DEFAULT_SHOP_URL = "https://{shop}"
 
-# What each role needs to hear about. app/uninstalled always (B5); privacy topics are declared
-# in the app's configuration, never subscribed by API.
-SOURCE_TOPICS = ("INVENTORY_LEVELS_UPDATE", "PRODUCTS_CREATE", "PRODUCTS_UPDATE", "PRODUCTS_DELETE")
-DESTINATION_TOPICS = (
-    "INVENTORY_LEVELS_UPDATE",  # echoes of our writes and manual changes to undo (B15, B18)
-    "PRODUCTS_UPDATE",  # a SKU changed on the destination breaks its link (B8)
-    "PRODUCTS_DELETE",
-    "ORDERS_CREATE",
-    "ORDERS_PAID",
-    "ORDERS_UPDATED",
-    "ORDERS_CANCELLED",
-    "ORDERS_EDITED",
-    "REFUNDS_CREATE",
-)
-
 
 def webhook_topics(roles: Roles) -> list[str]:
-    topics = ["APP_UNINSTALLED"]
-    for wanted, names in ((roles.source, SOURCE_TOPICS), (roles.destination, DESTINATION_TOPICS)):
-        if wanted:
-            topics += [t for t in names if t not in topics]
-    return topics
+    return subscription_topics(source=roles.source, destination=roles.destination)
 
 
 @dataclass
@@ -87,30 +69,9 @@ class WebhookReport:
 async def register_webhooks(
     platform: ShopifyPlatform, topics: Sequence[str], callback_url: str
 ) -> WebhookReport:
-    """Subscribe ``callback_url`` to ``topics``, leaving subscriptions that already exist.
-
-    Safe to run again (after a reinstall, or to repair a subscription Shopify removed after
-    failed deliveries): only what is missing is created."""
-    report = WebhookReport()
-    answer = await platform.client.execute(
-        "webhook_subscriptions", document("webhook_subscriptions"), {"callbackUrl": callback_url}
-    )
-    have = {n["topic"] for n in answer.data["webhookSubscriptions"]["nodes"]}
-    for topic in topics:
-        if topic in have:
-            report.existing.append(topic)
-            continue
-        created = await platform.client.execute(
-            "webhook_subscription_create",
-            document("webhook_subscription_create"),
-            {"topic": topic, "callbackUrl": callback_url},
-        )
-        errors = created.data["webhookSubscriptionCreate"]["userErrors"]
-        if errors:
-            report.failed[topic] = "; ".join(str(e.get("message")) for e in errors)
-        else:
-            report.created.append(topic)
-    return report
+    """Subscribe ``callback_url`` to ``topics``, leaving subscriptions that already exist."""
+    found = await ensure_subscriptions(platform.client, list(topics), callback_url)
+    return WebhookReport(found.created, found.existing, found.failed)
 
 
 def _refuse(status: int, message: str) -> JSONResponse:

@@ -53,6 +53,7 @@ from stocksync.domain.ports import (
     Refund,
     RefundLine,
     SetOutcome,
+    SubscriptionReport,
     TransientPlatformError,
     UserErrors,
     Variant,
@@ -65,6 +66,7 @@ from stocksync.platforms.shopify.client import (
 )
 from stocksync.platforms.shopify.documents import document
 from stocksync.platforms.shopify.ids import InvalidIdError, numeric_id, to_gid
+from stocksync.platforms.shopify.subscriptions import ensure_subscriptions, webhook_topics
 from stocksync.platforms.shopify.throttle import Clock, Sleep
 from stocksync.platforms.shopify.versions import DEFAULT_VERSION, has_change_from_quantity
 
@@ -150,6 +152,12 @@ class ShopifyPlatform:
 
     async def aclose(self) -> None:
         await self.client.aclose()
+
+    async def ensure_subscriptions(
+        self, *, source: bool, destination: bool, callback_url: str, create: bool = True
+    ) -> SubscriptionReport:
+        topics = webhook_topics(source=source, destination=destination)
+        return await ensure_subscriptions(self.client, topics, callback_url, create=create)
 
     async def _run(
         self, name: str, variables: Mapping[str, Any] | None = None, *, retry_safe: bool = True

@@ -63,3 +63,41 @@ def days_left(version: str, today: date) -> int | None:
     """Days until ``version`` is no longer served (negative once past); None when unknown."""
     ends = end_of_support(version)
     return None if ends is None else (ends - today).days
+
+
+# Shopify asks apps to move to a newer version well before the old one stops being served;
+# three months' notice leaves an operator a quarter to test the new one.
+WARN_MONTHS_BEFORE_END = 3
+
+
+def months_before(day: date, months: int) -> date:
+    """``day`` moved back ``months`` calendar months (clamped to the month's last day)."""
+    index = day.year * 12 + (day.month - 1) - months
+    year, month = divmod(index, 12)
+    month += 1
+    for candidate in range(day.day, 0, -1):
+        try:
+            return date(year, month, candidate)
+        except ValueError:
+            continue
+    raise AssertionError("unreachable: every month has a first day")
+
+
+def support_warning(version: str, today: date) -> str | None:
+    """What an operator should hear about ``version`` today, or None when all is well."""
+    if version == "unstable":
+        return "the unstable API version changes without notice; use a stable version"
+    ends = end_of_support(version)
+    if ends is None:
+        return f"API version {version} is not one stocksync knows ({', '.join(SUPPORTED_VERSIONS)})"
+    if today >= ends:
+        return (
+            f"API version {version} stopped being supported on {ends.isoformat()}: Shopify "
+            f"answers its requests with the oldest supported version; move to {DEFAULT_VERSION}"
+        )
+    if today >= months_before(ends, WARN_MONTHS_BEFORE_END):
+        return (
+            f"API version {version} stops being supported on {ends.isoformat()} "
+            f"({(ends - today).days} days): move to {DEFAULT_VERSION}"
+        )
+    return None
