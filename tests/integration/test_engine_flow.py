@@ -63,3 +63,28 @@ async def test_source_change_fans_out_and_sale_is_counted_once(h: Harness) -> No
     await h.settle()
     assert h.level("source", "SHIRT-S") == 6
     assert [h.level(d, "SHIRT-S") for d in ("dest-a", "dest-b")] == [6, 6]
+
+
+async def test_import_links_a_product_an_earlier_attempt_created_without_duplicating(
+    h: Harness,
+) -> None:
+    await h.add_store("source", "source")
+    await h.add_store("dest-a", "destination")
+    h.shop("source").add_product("Linen shirt", ["SHIRT-S", "SHIRT-M"], available=10)
+    h.shop("dest-a").add_product("Other", ["OTHER-1"], available=1)
+    # Created on the destination by an attempt that died before recording its link.
+    earlier = h.shop("dest-a").add_product("Linen shirt", ["SHIRT-S", "SHIRT-M"], available=0)
+    record = await h.connect("dest-a", "source")
+    h.shop("dest-a").counters.reset()
+    report = await import_products(h.rt, record.id)
+    assert report.linked_variants == 2
+    calls = h.shop("dest-a").counters.calls
+    assert calls["create_product"] == 0
+    # The owning product came with the SKU lookup: the catalog was not listed to find it.
+    assert calls["list_products"] == 0
+    titles = sorted(p.title for p in await h.shop("dest-a").list_products())
+    assert titles == ["Linen shirt", "Other"]
+    h.world.take_outbox()
+    await h.settle()
+    assert h.level("dest-a", "SHIRT-S") == 10
+    assert h.shop("dest-a").variant_by_sku("SHIRT-S").id == earlier.variants[0].id

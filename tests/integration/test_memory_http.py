@@ -152,6 +152,8 @@ async def test_products_round_trip_every_field(
         "TEA-1": [],
         "TEA-2": [created.variants[1]],
     }
+    found = await remote.find_variants_by_sku(["TEA-2"])
+    assert found["TEA-2"][0].product_id == created.id
 
 
 async def test_orders_round_trip_with_refunds(

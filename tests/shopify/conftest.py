@@ -20,7 +20,9 @@ from stocksync.platforms.shopify import ShopifyPlatform
 from stocksync.platforms.shopify.client import RetryPolicy
 from stocksync.sandbox import AppConfig, ManualClock, RunningSandbox, Sandbox, serve_in_task
 from stocksync.sandbox.state import Shop
-from tests.sandbox.conftest import Admin, Received, Receiver
+
+# The webhook receiver is the sandbox suite's own fixture, shared rather than rewritten.
+from tests.sandbox.conftest import Admin, Received, Receiver, receiver  # noqa: F401
 
 APP_SECRET = "shopify-test-secret"
 
@@ -152,33 +154,3 @@ async def eventually(predicate: Callable[[], bool], within: float = 5.0) -> None
         if loop.time() > deadline:
             raise AssertionError("condition not met before the deadline")
         await asyncio.sleep(0.005)
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    """A local HTTP endpoint that records the sandbox's webhook deliveries."""
-    import uvicorn
-    from starlette.applications import Starlette
-    from starlette.requests import Request
-    from starlette.responses import Response
-    from starlette.routing import Route
-
-    box: list[Receiver] = []
-
-    async def hook(request: Request) -> Response:
-        box[0].items.append(Received(dict(request.headers), await request.body()))
-        return Response(b"", status_code=200)
-
-    app = Starlette(routes=[Route("/hook", hook, methods=["POST"])])
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app, host="127.0.0.1", port=0, log_level="warning", lifespan="off", access_log=False
-        )
-    )
-    task = asyncio.get_running_loop().create_task(server.serve())
-    await eventually(lambda: server.started)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    box.append(Receiver(f"http://127.0.0.1:{port}/hook"))
-    yield box[0]
-    server.should_exit = True
-    await task

@@ -293,6 +293,7 @@ async def test_create_get_list_and_find_products(env: Env) -> None:
     assert await platform.list_products() == [created]
     found = await platform.find_variants_by_sku(["SCARF-RED-S", "SCARF", "", "NOPE"])
     assert found == {"SCARF-RED-S": [red], "SCARF": [], "": [], "NOPE": []}
+    assert found["SCARF-RED-S"][0].product_id == created.id  # found without a catalog scan
     assert await platform.get_product(str(BIG + 1)) is None
     assert await platform.get_product("nonsense") is None
 

@@ -62,6 +62,8 @@ class Variant:
     weight_unit: str | None = None
     option_values: tuple[str, ...] = ()
     continue_selling: bool = False  # sell when out of stock
+    # The product it belongs to, where a lookup by SKU found it; not part of its identity.
+    product_id: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

@@ -218,7 +218,12 @@ async def import_products(
         dest_product: Product | None = None
         if existing:
             # An earlier attempt (or the merchant) already created it: link, never duplicate.
-            dest_product = await _product_of_variant(dst_platform, existing[0].id)
+            owner = existing[0].product_id
+            dest_product = (
+                await dst_platform.get_product(owner)
+                if owner is not None
+                else await _product_of_variant(dst_platform, existing[0].id)
+            )
         if dest_product is None:
             dest_product = await dst_platform.create_product(_draft(product))
             item.created = True
@@ -243,6 +248,7 @@ async def import_products(
 
 
 async def _product_of_variant(platform: StorePlatform, variant_id: str) -> Product | None:
+    """For a platform whose SKU lookup does not say which product a variant belongs to."""
     for p in await platform.list_products():
         if any(v.id == variant_id for v in p.variants):
             return p

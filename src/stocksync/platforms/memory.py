@@ -577,7 +577,7 @@ class MemoryStore:
             for product in self._products.values():
                 for variant in product.variants:
                     if variant.sku in wanted:
-                        found[variant.sku].append(variant)
+                        found[variant.sku].append(replace(variant, product_id=product.id))
             return self._answer(lost, found)
 
     async def create_product(self, draft: ProductDraft) -> Product:

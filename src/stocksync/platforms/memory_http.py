@@ -169,6 +169,7 @@ def variant_to_json(variant: Variant) -> Json:
         "weight_unit": variant.weight_unit,
         "option_values": list(variant.option_values),
         "continue_selling": variant.continue_selling,
+        "product_id": variant.product_id,
     }
 
 
@@ -186,6 +187,7 @@ def variant_from_json(doc: Json) -> Variant:
         weight_unit=_opt_str(doc, "weight_unit"),
         option_values=_strs(doc, "option_values"),
         continue_selling=_bool(doc, "continue_selling"),
+        product_id=_opt_str(doc, "product_id"),
     )
 
 

@@ -670,6 +670,7 @@ def variant_from_node(node: Mapping[str, Any]) -> Variant:
         weight_unit=weight.get("unit") if weight_value is not None else None,
         option_values=tuple(str(o["value"]) for o in node.get("selectedOptions") or []),
         continue_selling=node.get("inventoryPolicy") == "CONTINUE",
+        product_id=numeric_id(node["product"]["id"], "Product") if node.get("product") else None,
     )
 
 
