@@ -44,8 +44,9 @@ class Settings(BaseSettings):
 
     worker_concurrency: int = Field(default=4, ge=1, le=64)
     activity_retention_days: int = Field(default=90, ge=1)
-    # How often each store's safety nets run: reconciliation for sources, order backfill for
-    # destinations.
+    # How often each store's safety nets run: its webhook subscriptions checked (and created
+    # again if the platform dropped them), then reconciliation for a source and order backfill
+    # for a destination.
     periodic_seconds: float = Field(default=600.0, ge=1.0)
     # Shopify app: webhooks are signed with the app's client secret. During a rotation Shopify
     # may sign with the previous secret for up to an hour; it is accepted until the deadline.
