@@ -14,27 +14,22 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from stocksync.domain.ports import PlatformError
+from stocksync.engine import schedule
 from stocksync.engine.orders import backfill_orders
 from stocksync.engine.reconcile import reconcile_source
 from stocksync.engine.records import load_store
 from stocksync.engine.runtime import Runtime
+from stocksync.engine.schedule import PERIODIC
 from stocksync.engine.subscriptions import check_subscriptions
 from stocksync.storage.tables import stores
 
-PERIODIC = "periodic"
+__all__ = ["PERIODIC", "ensure_periodic", "run_periodic", "schedule_next"]
 
 
 async def schedule_next(
     rt: Runtime, conn: AsyncConnection, store_id: int, interval: timedelta
 ) -> None:
-    await rt.queue.enqueue(
-        conn,
-        PERIODIC,
-        {"store_id": store_id},
-        lock=f"periodic:{store_id}",
-        queueing_lock=f"periodic:{store_id}",
-        schedule_at=rt.clock() + interval,
-    )
+    await schedule.periodic(rt, conn, store_id, rt.clock() + interval)
 
 
 async def ensure_periodic(rt: Runtime, interval: timedelta) -> int:

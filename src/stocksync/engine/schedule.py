@@ -6,6 +6,8 @@ state when it runs)."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from stocksync.engine.runtime import Runtime
@@ -17,6 +19,7 @@ APPLY_LEDGER = "apply_ledger"
 RECONCILE = "reconcile"
 SYNC_ORDER = "sync_order"
 BACKFILL_ORDERS = "backfill_orders"
+PERIODIC = "periodic"
 
 
 async def refresh_source(rt: Runtime, conn: AsyncConnection, store_id: int) -> None:
@@ -95,4 +98,16 @@ async def backfill_orders(rt: Runtime, conn: AsyncConnection, store_id: int) -> 
         {"store_id": store_id},
         lock=f"backfill:{store_id}",
         queueing_lock=f"backfill:{store_id}",
+    )
+
+
+async def periodic(rt: Runtime, conn: AsyncConnection, store_id: int, at: datetime) -> None:
+    """The store's safety nets (see ``engine/periodic.py``); exactly one waits per store."""
+    await rt.queue.enqueue(
+        conn,
+        PERIODIC,
+        {"store_id": store_id},
+        lock=f"periodic:{store_id}",
+        queueing_lock=f"periodic:{store_id}",
+        schedule_at=at,
     )
