@@ -37,7 +37,7 @@ from stocksync.domain.ports import LevelWrite, SetOutcome
 from stocksync.engine.catalog import import_products
 from stocksync.engine.ingest import Inbound, Ingestor, payload_of
 from stocksync.engine.runtime import Runtime
-from stocksync.engine.stores import connect, install_store, set_locations, show_key
+from stocksync.engine.stores import connect_with_own_key, install_located
 from stocksync.engine.tasks import build_registry
 from stocksync.jobs.embedded import EmbeddedJobQueue
 from stocksync.jobs.pg import ProcrastinateJobQueue, ensure_procrastinate_schema
@@ -134,29 +134,34 @@ async def run(
             source.add_product(
                 f"Product {p}", [f"SKU-{p}-{v}" for v in range(per_product)], available=50
             )
-        async with db.begin() as conn:
-            src, _ = await install_store(
-                rt, conn, vault=vault, platform="memory", external_id="source", role="source"
-            )
-            await set_locations(conn, src.id, await source.list_locations())
+        src, _ = await install_located(
+            rt,
+            vault=vault,
+            platform_name="memory",
+            external_id="source",
+            role="source",
+            locations_of=await source.list_locations(),
+        )
         log = WriteLog()
         items = [v.item_id for p in await source.list_products() for v in p.variants]
         for d in range(destinations):
             name = f"dest-{d}"
             shop = world.add_store(name)
-            async with db.begin() as conn:
-                dest, _ = await install_store(
-                    rt, conn, vault=vault, platform="memory", external_id=name, role="destination"
-                )
-                await set_locations(conn, dest.id, await shop.list_locations())
-                key = await show_key(conn, vault, src.id)
-                record = await connect(
-                    rt,
-                    conn,
-                    destination_store_id=dest.id,
-                    key=key,
-                    receiving_location=shop.primary_location_id,
-                )
+            dest, _ = await install_located(
+                rt,
+                vault=vault,
+                platform_name="memory",
+                external_id=name,
+                role="destination",
+                locations_of=await shop.list_locations(),
+            )
+            record = await connect_with_own_key(
+                rt,
+                vault=vault,
+                source_store_id=src.id,
+                destination_store_id=dest.id,
+                receiving_location=shop.primary_location_id,
+            )
             await import_products(rt, record.id)
         await queue.drain(registry, 600)
         mapping: dict[str, dict[str, str]] = {}

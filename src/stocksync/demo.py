@@ -28,7 +28,7 @@ from stocksync.engine.ingest import ingest, payload_of
 from stocksync.engine.orders import backfill_orders
 from stocksync.engine.reconcile import reconcile_source
 from stocksync.engine.runtime import Runtime
-from stocksync.engine.stores import connect, install_store, set_locations, show_key
+from stocksync.engine.stores import connect_with_own_key, install_located
 from stocksync.engine.tasks import build_registry
 from stocksync.jobs.embedded import EmbeddedJobQueue
 from stocksync.platforms.memory import Delivery, MemoryWorld
@@ -127,28 +127,33 @@ async def run_demo(console: Console, *, once: bool, seed: int) -> int:
             for v in product.variants:
                 for loc in source.location_ids():
                     source.set_available(v.item_id, loc, rng.randint(3, 12))
-        async with db.begin() as conn:
-            src, _ = await install_store(
-                rt, conn, vault=vault, platform="memory", external_id="source", role="source"
-            )
-            await set_locations(conn, src.id, await source.list_locations())
+        src, _ = await install_located(
+            rt,
+            vault=vault,
+            platform_name="memory",
+            external_id="source",
+            role="source",
+            locations_of=await source.list_locations(),
+        )
         connections = []
         for i, name in enumerate(DESTINATIONS):
             shop = world.add_store(name)
-            async with db.begin() as conn:
-                dest, _ = await install_store(
-                    rt, conn, vault=vault, platform="memory", external_id=name, role="destination"
-                )
-                await set_locations(conn, dest.id, await shop.list_locations())
-                key = await show_key(conn, vault, src.id)
-                record = await connect(
-                    rt,
-                    conn,
-                    destination_store_id=dest.id,
-                    key=key,
-                    receiving_location=shop.primary_location_id,
-                    settings=ConnectionSettings(count_pending=(i == 1)),
-                )
+            dest, _ = await install_located(
+                rt,
+                vault=vault,
+                platform_name="memory",
+                external_id=name,
+                role="destination",
+                locations_of=await shop.list_locations(),
+            )
+            record = await connect_with_own_key(
+                rt,
+                vault=vault,
+                source_store_id=src.id,
+                destination_store_id=dest.id,
+                receiving_location=shop.primary_location_id,
+                settings=ConnectionSettings(count_pending=(i == 1)),
+            )
             report = await import_products(rt, record.id)
             connections.append((dest.id, record.id))
             console.print(

@@ -521,3 +521,54 @@ async def purge_key_attempts(conn: AsyncConnection, older_than: timedelta) -> No
     await conn.execute(
         delete(key_attempts).where(key_attempts.c.at < activity.utcnow() - older_than)
     )
+
+
+# --- setting up stores of one installation (demo, benchmarks, tests) --------------------------
+
+
+async def install_located(
+    rt: Runtime,
+    *,
+    vault: Vault,
+    platform_name: str,
+    external_id: str,
+    role: str,
+    locations_of: Sequence[PlatformLocation],
+    **options: object,
+) -> tuple[StoreRecord, str | None]:
+    """Install a store and record its locations in one transaction, as an install does."""
+    async with rt.db.begin() as conn:
+        store, key = await install_store(
+            rt,
+            conn,
+            vault=vault,
+            platform=platform_name,
+            external_id=external_id,
+            role=role,
+            **options,  # type: ignore[arg-type]
+        )
+        await set_locations(conn, store.id, locations_of)
+    return store, key
+
+
+async def connect_with_own_key(
+    rt: Runtime,
+    *,
+    vault: Vault,
+    source_store_id: int,
+    destination_store_id: int,
+    receiving_location: str | None = None,
+    settings: ConnectionSettings | None = None,
+) -> ConnectionRecord:
+    """Connect two stores of one installation: the source's key is read here instead of being
+    handed over by a merchant, and the connection is made as :func:`connect` makes it."""
+    async with rt.db.begin() as conn:
+        key = await show_key(conn, vault, source_store_id)
+        return await connect(
+            rt,
+            conn,
+            destination_store_id=destination_store_id,
+            key=key,
+            receiving_location=receiving_location,
+            settings=settings,
+        )
