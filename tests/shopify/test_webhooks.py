@@ -12,6 +12,7 @@ import pytest
 
 from stocksync.domain.events import (
     LevelChanged,
+    LocationsChanged,
     OrderEdited,
     OrderSeen,
     ProductChanged,
@@ -202,6 +203,38 @@ def test_products() -> None:
     assert parse_webhook("products/delete", b'{"id": 9007199254741015}') == ProductDeleted(
         "9007199254741015"
     )
+
+
+@pytest.mark.parametrize(
+    "topic",
+    [
+        "locations/create",
+        "locations/update",
+        "locations/activate",
+        "locations/deactivate",
+        "locations/delete",
+    ],
+)
+def test_locations(topic: str) -> None:
+    body = b'{"id": 9007199254740993, "name": "Back room", "active": false}'
+    assert parse_webhook(topic, body) == LocationsChanged("9007199254740993")
+
+
+async def test_sandbox_location_changes_arrive_as_location_events(
+    env: Env, receiver: Receiver
+) -> None:
+    await subscribe(
+        env.admin, receiver, "LOCATIONS_UPDATE", "LOCATIONS_DEACTIVATE", "LOCATIONS_DELETE"
+    )
+    store = env.shop.add_location("Back room")
+    env.shop.deactivate_location(store.id)
+    env.shop.delete_location(store.id)
+    await receiver.wait(lambda items: len(items) == 3)
+    events = sorted((r.topic, parse_webhook(r.topic, r.body)) for r in receiver.items)
+    assert events == [
+        (topic, LocationsChanged(str(store.id)))
+        for topic in ("locations/deactivate", "locations/delete", "locations/update")
+    ]
 
 
 def test_other_topics_are_ignored_without_reading_the_body() -> None:

@@ -192,3 +192,24 @@ async def test_privacy_topics_answer_200(app: App, client: Client) -> None:
         response = await client.post(b'{"shop_domain": "x"}', topic=topic, event_id=f"p{n}")
         assert response.status_code == 200, topic
     assert len(await _activity(app, "privacy_request")) == 2
+
+
+async def test_location_webhooks_schedule_one_read_of_the_locations(
+    app: App, client: Client
+) -> None:
+    for n, topic in enumerate(("locations/deactivate", "locations/update", "locations/delete")):
+        response = await client.post(b'{"id": 9007199254740993}', topic=topic, event_id=f"l{n}")
+        assert (response.status_code, response.json()["message"]) == (200, "recorded"), topic
+    counts = await app.runtime.queue.counts()
+    assert counts.get("todo") == 1  # the burst coalesced into one read of the locations
+    assert await _activity(app, "event_unreadable") == []
+
+
+async def test_topics_not_followed_are_answered_and_not_stored(app: App, client: Client) -> None:
+    response = await client.post(b'{"admin_graphql_api_id": "x"}', topic="bulk_operations/finish")
+    assert (response.status_code, response.json()["message"]) == (
+        200,
+        "not followed: bulk_operations/finish",
+    )
+    assert await _inbox_rows(app) == 0
+    assert await _activity(app, "event_unreadable") == []

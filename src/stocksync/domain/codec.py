@@ -19,6 +19,7 @@ _EVENT_TYPES: dict[str, type[Any]] = {
         events.RefundSeen,
         events.ProductChanged,
         events.ProductDeleted,
+        events.LocationsChanged,
         events.AppUninstalled,
         events.PrivacyRequest,
     )

@@ -54,6 +54,14 @@ class ProductDeleted:
 
 
 @dataclass(frozen=True)
+class LocationsChanged:
+    """A location was created, activated, deactivated, renamed or deleted: the store's
+    locations are read again (a source's shared total, a destination's receiving location)."""
+
+    location_id: str
+
+
+@dataclass(frozen=True)
 class AppUninstalled:
     """The merchant removed the app: connections are suspended, the token erased (B5)."""
 
@@ -73,6 +81,7 @@ InboundEvent = (
     | RefundSeen
     | ProductChanged
     | ProductDeleted
+    | LocationsChanged
     | AppUninstalled
     | PrivacyRequest
 )

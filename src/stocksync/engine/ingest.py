@@ -23,6 +23,7 @@ from stocksync.domain.events import (
     AppUninstalled,
     InboundEvent,
     LevelChanged,
+    LocationsChanged,
     OrderEdited,
     OrderSeen,
     PrivacyRequest,
@@ -194,6 +195,11 @@ class _Batch:
                 ev = item.event
                 order_id = ev.order.id if isinstance(ev, OrderSeen) else ev.order_id
                 await schedule.process_event(self.rt, self.conn, inbox_id, store.id, order_id)
+                outcomes[key] = "recorded"
+            elif isinstance(item.event, LocationsChanged):
+                await schedule.refresh_locations(self.rt, self.conn, store.id)
+                # Done once the job is enqueued: the job reads the locations, not this event.
+                self.statuses[inbox_id] = ("processed", None)
                 outcomes[key] = "recorded"
             elif isinstance(item.event, ProductChanged | ProductDeleted):
                 # Product detail sync and source deletions belong to the catalog; until that

@@ -20,6 +20,7 @@ RECONCILE = "reconcile"
 SYNC_ORDER = "sync_order"
 BACKFILL_ORDERS = "backfill_orders"
 PERIODIC = "periodic"
+REFRESH_LOCATIONS = "refresh_locations"
 
 
 async def refresh_source(rt: Runtime, conn: AsyncConnection, store_id: int) -> None:
@@ -110,4 +111,15 @@ async def periodic(rt: Runtime, conn: AsyncConnection, store_id: int, at: dateti
         lock=f"periodic:{store_id}",
         queueing_lock=f"periodic:{store_id}",
         schedule_at=at,
+    )
+
+
+async def refresh_locations(rt: Runtime, conn: AsyncConnection, store_id: int) -> None:
+    """Read the store's locations again; a burst of location webhooks is one read."""
+    await rt.queue.enqueue(
+        conn,
+        REFRESH_LOCATIONS,
+        {"store_id": store_id},
+        lock=f"locations:{store_id}",
+        queueing_lock=f"locations:{store_id}",
     )

@@ -18,7 +18,7 @@ from stocksync.engine.records import ConnectionRecord, StoreRecord, load_connect
 from stocksync.engine.runtime import Runtime
 from stocksync.storage import activity
 from stocksync.storage.crypto import Vault
-from stocksync.storage.sql import upsert
+from stocksync.storage.sql import excluded, upsert
 from stocksync.storage.tables import (
     connections,
     key_attempts,
@@ -213,8 +213,10 @@ async def set_locations(
     found: Sequence[PlatformLocation],
     shared: Sequence[str] | None = None,
 ) -> None:
-    """Record the store's locations; ``shared`` names those a source shares (all active by
-    default when the store has none shared yet)."""
+    """Record the store's locations, ``found`` being all of them: names and active flags are
+    updated, and a location no longer listed (deleted) is kept as inactive, so that history
+    that names it still reads. ``shared`` names those a source shares (a new active location
+    is shared by default)."""
     await upsert(
         conn,
         locations,
@@ -229,7 +231,15 @@ async def set_locations(
             for loc in found
         ],
         conflict=("store_id", "external_id"),
-        update={"name": locations.c.name, "active": locations.c.active},
+        update={"name": excluded("name"), "active": excluded("active")},
+    )
+    await conn.execute(
+        update(locations)
+        .where(
+            locations.c.store_id == store_id,
+            locations.c.external_id.not_in([loc.id for loc in found]),
+        )
+        .values(active=False)
     )
     if shared is not None:
         await conn.execute(

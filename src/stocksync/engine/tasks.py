@@ -7,6 +7,7 @@ from typing import Any
 
 from stocksync.engine import schedule
 from stocksync.engine.inventory import flush_destination, refresh_source
+from stocksync.engine.locations import refresh_locations
 from stocksync.engine.orders import apply_ledger, backfill_orders, process_event, sync_order
 from stocksync.engine.periodic import PERIODIC, run_periodic
 from stocksync.engine.reconcile import reconcile_source
@@ -45,6 +46,10 @@ def build_registry(
     async def backfill(_ctx: JobContext, args: dict[str, Any]) -> None:
         await backfill_orders(rt, int(args["store_id"]))
 
+    async def locations(_ctx: JobContext, args: dict[str, Any]) -> None:
+        await refresh_locations(rt, int(args["store_id"]))
+
+    registry.register(schedule.REFRESH_LOCATIONS, locations)
     registry.register(schedule.SYNC_ORDER, order)
     registry.register(schedule.BACKFILL_ORDERS, backfill)
     registry.register(schedule.REFRESH_SOURCE, refresh)

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
         InventoryItem,
         InventoryLevel,
         LineItem,
+        Location,
         Order,
         OrderEdit,
         Product,
@@ -25,6 +26,19 @@ if TYPE_CHECKING:
         Shop,
         Variant,
     )
+
+
+def location_payload(loc: Location) -> dict[str, Any]:
+    """locations/create|update|activate|deactivate: the REST location, without an address
+    (the sandbox has none)."""
+    return {
+        "id": loc.id,
+        "name": loc.name,
+        "active": loc.is_active,
+        "created_at": iso_offset(loc.created_at),
+        "updated_at": iso_offset(loc.updated_at),
+        "admin_graphql_api_id": loc.gid,
+    }
 
 
 def inventory_level_payload(level: InventoryLevel) -> dict[str, Any]:

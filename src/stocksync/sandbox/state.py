@@ -484,6 +484,31 @@ class Shop:
         loc = self.locations[location_id]
         loc.is_active = False
         loc.deactivated_at = loc.updated_at = self.now()
+        self._emit_location("locations/deactivate", loc)
+        self._emit_location("locations/update", loc)
+
+    def activate_location(self, location_id: int) -> None:
+        loc = self.locations[location_id]
+        loc.is_active = True
+        loc.deactivated_at = None
+        loc.updated_at = self.now()
+        self._emit_location("locations/activate", loc)
+        self._emit_location("locations/update", loc)
+
+    def delete_location(self, location_id: int) -> None:
+        """Shopify deletes only a deactivated location; its inventory levels go with it."""
+        loc = self.locations[location_id]
+        if loc.is_active:
+            raise ShopError("Location must be deactivated before it is deleted", None, ["id"])
+        for key in [k for k in self.levels if k[1] == location_id]:
+            del self.levels[key]
+        del self.locations[location_id]
+        self.emit("locations/delete", {"id": loc.id})
+
+    def _emit_location(self, topic: str, loc: Location) -> None:
+        from stocksync.sandbox.payloads import location_payload
+
+        self.emit(topic, location_payload(loc))
 
     def active_locations(self) -> list[Location]:
         return [loc for loc in self.locations.values() if loc.is_active]

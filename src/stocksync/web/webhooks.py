@@ -12,7 +12,12 @@ from fastapi import APIRouter, Request, Response
 from stocksync.config import Settings
 from stocksync.domain.events import AppUninstalled, InboundEvent, PrivacyRequest
 from stocksync.engine.ingest import Inbound, Ingestor
-from stocksync.platforms.shopify.webhooks import WebhookPayloadError, parse_webhook, verify_hmac
+from stocksync.platforms.shopify.webhooks import (
+    WebhookPayloadError,
+    followed,
+    parse_webhook,
+    verify_hmac,
+)
 
 PRIVACY_TOPICS = frozenset({"customers/data_request", "customers/redact", "shop/redact"})
 
@@ -74,6 +79,10 @@ def shopify_router(settings: Settings, ingestor: Ingestor) -> APIRouter:
             event = AppUninstalled()
         elif topic in PRIVACY_TOPICS:
             event = PrivacyRequest(topic)
+        elif not followed(topic):
+            # Signed, so it is Shopify's; nothing in it is ours to apply (a bulk operation's
+            # completion, say, is also read by polling).
+            return _answer(200, f"not followed: {topic}")
         else:
             try:
                 event = parse_webhook(topic, body)

@@ -13,7 +13,22 @@ from stocksync.platforms.shopify.client import ShopifyClient
 from stocksync.platforms.shopify.documents import document
 
 # What each role needs to hear about. app/uninstalled always (B5).
-SOURCE_TOPICS = ("INVENTORY_LEVELS_UPDATE", "PRODUCTS_CREATE", "PRODUCTS_UPDATE", "PRODUCTS_DELETE")
+# A location activated, deactivated or deleted changes a source's summed levels and may take a
+# destination's receiving location away; Shopify reports each change under its own topic.
+LOCATION_TOPICS = (
+    "LOCATIONS_UPDATE",
+    "LOCATIONS_ACTIVATE",
+    "LOCATIONS_DEACTIVATE",
+    "LOCATIONS_DELETE",
+)
+SOURCE_TOPICS = (
+    "INVENTORY_LEVELS_UPDATE",
+    "INVENTORY_LEVELS_DISCONNECT",  # an item no longer stocked at a location
+    "PRODUCTS_CREATE",
+    "PRODUCTS_UPDATE",
+    "PRODUCTS_DELETE",
+    *LOCATION_TOPICS,
+)
 DESTINATION_TOPICS = (
     "INVENTORY_LEVELS_UPDATE",  # echoes of our writes and manual changes to undo (B15, B18)
     "PRODUCTS_UPDATE",  # a SKU changed on the destination breaks its link (B8)
@@ -24,6 +39,7 @@ DESTINATION_TOPICS = (
     "ORDERS_CANCELLED",
     "ORDERS_EDITED",
     "REFUNDS_CREATE",
+    *LOCATION_TOPICS,
 )
 
 

@@ -13,7 +13,8 @@ Shopify relies on:
   ``current_quantity``; ``financial_status``, ``cancelled_at``, ``updated_at``, ``refunds[]``
   with ``refund_line_items[]``), ``orders/edited`` (``order_edit.order_id``),
   ``refunds/create`` (a refund with ``order_id`` and ``refund_line_items[]`` carrying
-  ``restock_type``), ``products/create|update`` and ``products/delete`` (``id``).
+  ``restock_type``), ``products/create|update`` and ``products/delete`` (``id``),
+  ``locations/create|update|activate|deactivate|delete`` (``id``).
 
 Ids become decimal text, the same convention as the GraphQL client (see :mod:`.ids`), and
 order quantities follow the client's reading: units ordered after edits, refunds not
@@ -32,6 +33,7 @@ from typing import Any
 from stocksync.domain.events import (
     InboundEvent,
     LevelChanged,
+    LocationsChanged,
     OrderEdited,
     OrderSeen,
     ProductChanged,
@@ -68,6 +70,11 @@ def verify_hmac(secrets: Sequence[str], raw_body: bytes, header_value: str | Non
             # every secret is compared (no early exit), so timing reveals nothing either
             matched |= hmac.compare_digest(sign(secret, raw_body).encode("ascii"), given)
     return matched
+
+
+def followed(topic: str) -> bool:
+    """Whether the engine acts on ``topic`` (others are answered and not stored)."""
+    return topic.strip().lower() in _HANDLERS
 
 
 def parse_webhook(topic: str, body: bytes) -> InboundEvent | None:
@@ -206,6 +213,19 @@ def _product_delete(payload: Mapping[str, Any]) -> InboundEvent:
     return ProductDeleted(_id(payload, "id"))
 
 
+def _location(payload: Mapping[str, Any]) -> InboundEvent:
+    return LocationsChanged(_id(payload, "id"))
+
+
+LOCATION_TOPICS = (
+    "locations/create",
+    "locations/update",
+    "locations/activate",
+    "locations/deactivate",
+    "locations/delete",
+)
+
+
 _HANDLERS = {
     "inventory_levels/update": _level_update,
     "inventory_levels/disconnect": _level_disconnect,
@@ -215,4 +235,5 @@ _HANDLERS = {
     "products/create": _product,
     "products/update": _product,
     "products/delete": _product_delete,
+    **{topic: _location for topic in LOCATION_TOPICS},
 }
