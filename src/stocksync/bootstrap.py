@@ -108,10 +108,10 @@ class App:
     runtime: Runtime
 
     def registry(self) -> TaskRegistry:
-        return build_registry(self.runtime, timedelta(seconds=self.settings.periodic_seconds))
+        return build_registry(self.runtime, self.runtime.periodic_interval)
 
     async def start_periodic(self) -> None:
-        await ensure_periodic(self.runtime, timedelta(seconds=self.settings.periodic_seconds))
+        await ensure_periodic(self.runtime, self.runtime.periodic_interval)
 
     async def close(self) -> None:
         await self.db.dispose()
@@ -133,6 +133,7 @@ def build_app(settings: Settings) -> App:
         queue=queue,
         platforms=adapters.resolve,
         webhook_url=webhook_url,
+        periodic_interval=timedelta(seconds=settings.periodic_seconds),
         batch_size=settings.flush_batch_size,
         debounce=timedelta(milliseconds=settings.flush_debounce_ms),
     )

@@ -47,3 +47,11 @@ async def test_one_waiting_periodic_job_per_store_and_each_run_schedules_the_nex
     await run_periodic(h.rt, h.stores["dest"].id, hour)
     await run_periodic(h.rt, h.stores["source"].id, hour)
     assert await _waiting(h) == 2
+
+
+async def test_a_store_installed_while_workers_run_gets_its_periodic_job(h: Harness) -> None:
+    assert await ensure_periodic(h.rt, timedelta(hours=1)) == 0  # a worker starts: no stores
+    await h.add_store("late", "destination")  # installed afterwards
+    assert await _waiting(h) == 1
+    assert await ensure_periodic(h.rt, timedelta(hours=1)) == 1  # and still one, not two
+    assert await _waiting(h) == 1

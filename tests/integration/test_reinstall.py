@@ -20,7 +20,7 @@ from stocksync.engine.stores import StoreError, install_store, show_key
 from stocksync.platforms.shopify.adapter import ShopifyPlatform
 from stocksync.sandbox import Sandbox, serve_in_task
 from stocksync.sandbox.state import Shop
-from stocksync.storage.schema import create_all
+from stocksync.storage.migrate import upgrade_async
 from stocksync.storage.tables import activity_log
 from tests.sandbox.conftest import eventually
 
@@ -36,7 +36,7 @@ async def world(db_url: str, tmp_path: Path) -> AsyncIterator[tuple[App, Sandbox
                 database_url=db_url if db_url.startswith("postgresql") else None,
             )
         )
-        await create_all(app.db)
+        await upgrade_async(app.settings.resolved_database_url)
         try:
             yield app, sandbox, shop
         finally:

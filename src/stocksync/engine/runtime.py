@@ -37,3 +37,5 @@ class Runtime:
     stale_retries: int = 3
     clock: Callable[[], datetime] = utcnow
     webhook_url: WebhookUrlResolver = no_webhook_url
+    # How often each store's safety nets run (engine/periodic.py).
+    periodic_interval: timedelta = field(default_factory=lambda: timedelta(minutes=10))

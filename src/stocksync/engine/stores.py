@@ -13,6 +13,7 @@ from stocksync.domain.connection import ConnectionSettings
 from stocksync.domain.graph import check_connect
 from stocksync.domain.keys import KeyAttemptPolicy, key_hash, looks_like_key, new_key
 from stocksync.domain.ports import PlatformLocation
+from stocksync.engine import schedule
 from stocksync.engine.inventory import mark_pending
 from stocksync.engine.records import ConnectionRecord, StoreRecord, load_connection, load_store
 from stocksync.engine.runtime import Runtime
@@ -138,6 +139,8 @@ async def install_store(
                 .returning(stores.c.id)
             )
         ).scalar_one()
+    # Its safety nets start now, not when a worker next starts: the queueing lock keeps one.
+    await schedule.periodic(rt, conn, store_id, rt.clock() + rt.periodic_interval)
     await activity.record(
         conn,
         store_id=store_id,

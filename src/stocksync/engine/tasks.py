@@ -6,24 +6,23 @@ from datetime import timedelta
 from typing import Any
 
 from stocksync.engine import schedule
+from stocksync.engine.failures import reporting_failures
 from stocksync.engine.inventory import flush_destination, refresh_source
 from stocksync.engine.locations import refresh_locations
 from stocksync.engine.orders import apply_ledger, backfill_orders, process_event, sync_order
 from stocksync.engine.periodic import PERIODIC, run_periodic
 from stocksync.engine.reconcile import reconcile_source
 from stocksync.engine.runtime import Runtime
-from stocksync.jobs.queue import JobContext, TaskRegistry
+from stocksync.jobs.queue import Handler, JobContext, TaskRegistry
 
 
-def build_registry(
-    rt: Runtime, periodic_interval: timedelta = timedelta(minutes=10)
-) -> TaskRegistry:
+def build_registry(rt: Runtime, periodic_interval: timedelta | None = None) -> TaskRegistry:
+    """Every engine job's handler; ``periodic_interval`` defaults to the runtime's."""
     registry = TaskRegistry()
+    interval = periodic_interval or rt.periodic_interval
 
     async def periodic(_ctx: JobContext, args: dict[str, Any]) -> None:
-        await run_periodic(rt, int(args["store_id"]), periodic_interval)
-
-    registry.register(PERIODIC, periodic)
+        await run_periodic(rt, int(args["store_id"]), interval)
 
     async def refresh(_ctx: JobContext, args: dict[str, Any]) -> None:
         await refresh_source(rt, int(args["store_id"]))
@@ -49,12 +48,17 @@ def build_registry(
     async def locations(_ctx: JobContext, args: dict[str, Any]) -> None:
         await refresh_locations(rt, int(args["store_id"]))
 
-    registry.register(schedule.REFRESH_LOCATIONS, locations)
-    registry.register(schedule.SYNC_ORDER, order)
-    registry.register(schedule.BACKFILL_ORDERS, backfill)
-    registry.register(schedule.REFRESH_SOURCE, refresh)
-    registry.register(schedule.FLUSH_DESTINATION, flush)
-    registry.register(schedule.PROCESS_EVENT, process)
-    registry.register(schedule.APPLY_LEDGER, apply)
-    registry.register(schedule.RECONCILE, reconcile)
+    handlers: dict[str, Handler] = {
+        PERIODIC: periodic,
+        schedule.REFRESH_LOCATIONS: locations,
+        schedule.SYNC_ORDER: order,
+        schedule.BACKFILL_ORDERS: backfill,
+        schedule.REFRESH_SOURCE: refresh,
+        schedule.FLUSH_DESTINATION: flush,
+        schedule.PROCESS_EVENT: process,
+        schedule.APPLY_LEDGER: apply,
+        schedule.RECONCILE: reconcile,
+    }
+    for name, handler in handlers.items():
+        registry.register(name, reporting_failures(rt, name, handler))
     return registry

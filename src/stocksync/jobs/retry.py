@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from stocksync.jobs.queue import PermanentJobError
 from stocksync.storage.activity import record
-from stocksync.storage.tables import stores
+from stocksync.storage.tables import connections, stores
 
 # 2**62 seconds is far beyond any cap; bounding the exponent keeps the float finite.
 _MAX_EXPONENT = 62
@@ -72,13 +72,21 @@ async def record_dead_letter(
 ) -> None:
     """Log a given-up job in ``conn``'s transaction, with what it takes to run it again.
 
-    A job naming an existing store (``store_id`` in its arguments) is logged against that
-    store, so that the merchant sees it; any other job is logged system-wide.
+    A job naming an existing store (``store_id`` in its arguments) or connection (logged
+    against its destination) is logged against that store, so that the merchant sees it; any
+    other job is logged system-wide.
     """
     store_id: int | None = None
     candidate = args.get("store_id")
+    via_connection = args.get("connection_id")
     if isinstance(candidate, int) and not isinstance(candidate, bool):
         found = await conn.scalar(select(stores.c.id).where(stores.c.id == candidate))
+        store_id = int(found) if found is not None else None
+    elif isinstance(via_connection, int) and not isinstance(via_connection, bool):
+        # A connection's job writes to its destination: that is whose log shows it.
+        found = await conn.scalar(
+            select(connections.c.destination_store_id).where(connections.c.id == via_connection)
+        )
         store_id = int(found) if found is not None else None
     await record(
         conn,
