@@ -225,7 +225,16 @@ class Processes:
         self.running.clear()
 
 
-def sandbox_config(path: Path, app_secret: str, seed: int) -> None:
+def sandbox_config(
+    path: Path,
+    app_secret: str,
+    seed: int,
+    *,
+    destinations: Sequence[str] = DESTINATIONS,
+    products: int = CATALOG_PRODUCTS,
+    variants: int = CATALOG_VARIANTS,
+    hidden_ratio: float = 0.15,
+) -> None:
     """The sandbox's TOML: the source is seeded, the destinations start empty."""
     lines = [
         "[sandbox]",
@@ -241,10 +250,10 @@ def sandbox_config(path: Path, app_secret: str, seed: int) -> None:
         # The demo's own reads for the live table share the shop's cost bucket; a large plan
         # keeps them from slowing stocksync down.
         'plan = "plus"',
-        f"seed = {{ products = {CATALOG_PRODUCTS}, variants = {CATALOG_VARIANTS}, "
-        f"seed = {seed + 1}, untracked_ratio = 0.0, hidden_ratio = 0.15 }}",
+        f"seed = {{ products = {products}, variants = {variants}, "
+        f"seed = {seed + 1}, untracked_ratio = 0.0, hidden_ratio = {hidden_ratio} }}",
     ]
-    for name in DESTINATIONS:
+    for name in destinations:
         lines += ["", "[[shops]]", f'name = "{name}"', 'locations = ["Warehouse"]', 'plan = "plus"']
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
@@ -636,10 +645,12 @@ async def run_demo(console: Console, *, once: bool, seed: int) -> int:
         procs.stop()
 
 
-async def _run(console: Console, data_dir: Path, procs: Processes, *, once: bool, seed: int) -> int:
-    rng = random.Random(seed)  # noqa: S311 (a reproducible simulated day, not a secret)
-    app_secret = secrets.token_urlsafe(24)
-    database_url = os.environ.get("STOCKSYNC_DATABASE_URL") or f"sqlite:///{data_dir / 'demo.db'}"
+def stocksync_env(
+    data_dir: Path, database_url: str, app_secret: str, **extra: str
+) -> tuple[dict[str, str], Settings]:
+    """The environment of stocksync's processes, and the same settings for this process.
+
+    ``extra`` adds ``STOCKSYNC_*`` variables (named without the prefix, in lower case)."""
     env = {
         "STOCKSYNC_DATA_DIR": str(data_dir),
         "STOCKSYNC_DATABASE_URL": database_url,
@@ -649,8 +660,7 @@ async def _run(console: Console, data_dir: Path, procs: Processes, *, once: bool
         "STOCKSYNC_JOB_POLL_SECONDS": "0.1",
         "STOCKSYNC_FLUSH_DEBOUNCE_MS": "100",
     }
-    shown = make_url(database_url).render_as_string(hide_password=True)
-    console.print(f"database: {shown}")
+    env |= {f"STOCKSYNC_{name.upper()}": value for name, value in extra.items()}
     settings = Settings(
         data_dir=data_dir,
         database_url=database_url,
@@ -658,12 +668,14 @@ async def _run(console: Console, data_dir: Path, procs: Processes, *, once: bool
         shopify_api_secret=app_secret,
         job_poll_seconds=0.1,
         flush_debounce_ms=100,
+        **extra,  # type: ignore[arg-type]  # validated by pydantic, as from the environment
     )
-    await upgrade_async(settings.resolved_database_url)
+    return env, settings
 
-    config = data_dir / "sandbox.toml"
-    manifest_path = data_dir / "sandbox.json"
-    sandbox_config(config, app_secret, seed)
+
+def start_sandbox(
+    procs: Processes, config: Path, manifest_path: Path, env: Mapping[str, str]
+) -> None:
     procs.start(
         "sandbox",
         [
@@ -679,14 +691,52 @@ async def _run(console: Console, data_dir: Path, procs: Processes, *, once: bool
         ],
         env,
     )
-    web_port = free_port()
-    web_url = f"http://127.0.0.1:{web_port}"
+
+
+def start_web(procs: Processes, env: Mapping[str, str], port: int | None = None) -> str:
+    """``stocksync serve`` without its embedded worker; returns its URL."""
+    web_port = port or free_port()
     procs.start(
         "web",
         ["stocksync", "serve", "--no-worker", "--host", "127.0.0.1", "--port", str(web_port)],
         env,
     )
-    procs.start("worker", ["stocksync", "worker"], env)
+    return f"http://127.0.0.1:{web_port}"
+
+
+def start_worker(procs: Processes, env: Mapping[str, str], name: str = "worker") -> None:
+    procs.start(name, ["stocksync", "worker"], env)
+
+
+def shops_from_manifest(manifest: Mapping[str, Any]) -> dict[str, SandboxShop]:
+    return {
+        s["name"]: SandboxShop(
+            s["name"],
+            s["domain"],
+            s["base_url"],
+            s["graphql_url"],
+            s["access_token"],
+            [loc["id"] for loc in s["locations"] if loc["active"]],
+        )
+        for s in manifest["shops"]
+    }
+
+
+async def _run(console: Console, data_dir: Path, procs: Processes, *, once: bool, seed: int) -> int:
+    rng = random.Random(seed)  # noqa: S311 (a reproducible simulated day, not a secret)
+    app_secret = secrets.token_urlsafe(24)
+    database_url = os.environ.get("STOCKSYNC_DATABASE_URL") or f"sqlite:///{data_dir / 'demo.db'}"
+    env, settings = stocksync_env(data_dir, database_url, app_secret)
+    shown = make_url(database_url).render_as_string(hide_password=True)
+    console.print(f"database: {shown}")
+    await upgrade_async(settings.resolved_database_url)
+
+    config = data_dir / "sandbox.toml"
+    manifest_path = data_dir / "sandbox.json"
+    sandbox_config(config, app_secret, seed)
+    start_sandbox(procs, config, manifest_path, env)
+    web_url = start_web(procs, env)
+    start_worker(procs, env)
     app = build_app(settings)
     async with httpx.AsyncClient(timeout=30.0) as http:
         try:
@@ -710,17 +760,7 @@ async def _play(
     from stocksync.sandbox.manifest import read_manifest
 
     manifest = read_manifest(manifest_path)
-    shops = {
-        s["name"]: SandboxShop(
-            s["name"],
-            s["domain"],
-            s["base_url"],
-            s["graphql_url"],
-            s["access_token"],
-            [loc["id"] for loc in s["locations"] if loc["active"]],
-        )
-        for s in manifest["shops"]
-    }
+    shops = shops_from_manifest(manifest)
     merchant = Merchant(http, str(manifest["admin_url"]), shops)
     console.print(f"sandbox at {manifest['base_url']}, stocksync at {web_url}")
     hook = web_url + WEBHOOK_PATH
