@@ -209,10 +209,36 @@ def connect_command(
         str | None,
         typer.Option(help="Receiving location (id or name); default: the only active one."),
     ] = None,
+    count: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Also count this destination's orders that are pending, authorized or "
+            "partially_paid against the source (repeatable; paid orders always count)."
+        ),
+    ] = None,
+    buffer: Annotated[
+        int, typer.Option(min=0, help="Safety buffer: show this many units fewer (B20).")
+    ] = 0,
 ) -> None:
     """Connect a destination to a source by the source's unique key."""
+    from stocksync.domain.connection import ConnectionSettings
     from stocksync.engine.status import store_locations
     from stocksync.engine.stores import connect_by_key
+
+    states = {s.strip().lower().replace("-", "_") for s in count or []}
+    unknown = states - {"pending", "authorized", "partially_paid"}
+    if unknown:
+        err.print(
+            f"[red]error:[/red] --count takes pending, authorized or partially_paid, not "
+            f"{', '.join(sorted(unknown))}"
+        )
+        raise typer.Exit(2)
+    settings = ConnectionSettings(
+        count_pending="pending" in states,
+        count_authorized="authorized" in states,
+        count_partially_paid="partially_paid" in states,
+        safety_buffer=buffer,
+    )
 
     async def work(built: App) -> str:
         dest = await _store(built, destination)
@@ -226,10 +252,13 @@ def connect_command(
             key=key.strip(),
             actor=f"cli:store:{dest.id}",
             receiving_location=receiving,
+            settings=settings,
         )
+        counted = ", ".join(["paid", *sorted(states)])
         return (
             f"Connected {dest.name} to store {record.source_store_id} "
-            f"(connection {record.id}), receiving at location {receiving}."
+            f"(connection {record.id}), receiving at location {receiving}; orders counted "
+            f"when {counted}; safety buffer {buffer}."
         )
 
     console.print(_run(work))

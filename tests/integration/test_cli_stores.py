@@ -12,10 +12,13 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select
 
 from stocksync.sandbox.manifest import shop_entry
 from stocksync.sandbox.server import SandboxProcess, start_subprocess
+from stocksync.storage.db import create_engine
 from stocksync.storage.migrate import upgrade
+from stocksync.storage.tables import connections
 from tests.sandbox.conftest import Admin
 from tests.sandbox.helpers import make_product
 
@@ -169,6 +172,11 @@ async def test_install_connect_import_and_status(
     assert "does not match any source store" in wrong.stderr
     assert ambiguous.returncode == 1
     assert "2 active locations; choose one with --location" in ambiguous.stderr
+    bad_state = run(
+        env, tmp_path, "connect", "--destination", "2", "--key", key, "--count", "refunded"
+    )
+    assert bad_state.returncode == 2
+    assert "--count takes pending, authorized or partially_paid, not refunded" in bad_state.stderr
     connected = run(
         env,
         tmp_path,
@@ -179,9 +187,28 @@ async def test_install_connect_import_and_status(
         key,
         "--location",
         "Store",
+        "--count",
+        "pending",
+        "--count",
+        "partially-paid",
+        "--buffer",
+        "2",
     )
     assert connected.returncode == 0, connected.stderr
     assert "Connected retailer.myshopify.com to store 1 (connection 1)" in connected.stdout
+    assert "orders counted when paid, partially_paid, pending; safety buffer 2." in connected.stdout
+    db = create_engine(f"sqlite:///{tmp_path / 'data' / 'stocksync.db'}")
+    try:
+        async with db.connect() as c:
+            stored = (await c.execute(select(connections.c.settings))).scalar_one()
+    finally:
+        await db.dispose()
+    assert (
+        stored["count_pending"],
+        stored["count_partially_paid"],
+        stored["count_authorized"],
+        stored["safety_buffer"],
+    ) == (True, True, False, 2)
 
     imported = run(env, tmp_path, "import", "--destination", "2")
     assert imported.returncode == 0, imported.stderr
