@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from cryptography.fernet import Fernet
-from sqlalchemy import Table, func, select, text
+from sqlalchemy import func, select
 from starlette.types import ASGIApp
 
 from stocksync.engine.catalog import import_products
@@ -27,9 +27,16 @@ from stocksync.engine.ingest import Inbound, ingest_many, payload_of
 from stocksync.engine.periodic import PERIODIC
 from stocksync.platforms.memory import Delivery
 from stocksync.platforms.memory_http import serve_memory_world
-from stocksync.storage.tables import activity_log, flush_pending, inbox, ledger, source_dirty
+from stocksync.storage.tables import activity_log, flush_pending, inbox, source_dirty
 from tests.harness import Harness
-from tests.integration.engine_proc import CallGate, EngineWorkers, worker_env
+from tests.integration.engine_proc import (
+    CallGate,
+    EngineWorkers,
+    count,
+    ledger_rows,
+    open_jobs,
+    worker_env,
+)
 from tests.integration.jobs_worker_proc import wait_until
 
 SEED = 1729
@@ -58,43 +65,6 @@ async def deliver(h: Harness, deliveries: list[Delivery]) -> None:
         ],
     )
     assert {r.outcome for r in results} == {"recorded"}
-
-
-async def ledger_rows(h: Harness) -> list[tuple[int, str, str, int, str, str]]:
-    """(destination store id, order id, line id, delta, status, idempotency key) by id."""
-    async with h.db.connect() as conn:
-        rows = await conn.execute(
-            select(
-                ledger.c.destination_store_id,
-                ledger.c.order_id,
-                ledger.c.line_id,
-                ledger.c.delta,
-                ledger.c.status,
-                ledger.c.idempotency_key,
-            ).order_by(ledger.c.id)
-        )
-        return [(r[0], r[1], r[2], int(r[3]), r[4], r[5]) for r in rows]
-
-
-async def count(h: Harness, table: Table) -> int:
-    async with h.db.connect() as conn:
-        return int(await conn.scalar(select(func.count()).select_from(table)) or 0)
-
-
-async def open_jobs(h: Harness) -> Counter[tuple[str, str]]:
-    """Jobs waiting or running, by (task, status)."""
-    if h.db.dialect.name == "postgresql":
-        sql = (
-            "SELECT task_name, status::text, count(*) FROM procrastinate_jobs"
-            " WHERE status IN ('todo', 'doing') GROUP BY 1, 2"
-        )
-    else:
-        sql = (
-            "SELECT task, status, count(*) FROM jobs"
-            " WHERE status IN ('todo', 'doing') GROUP BY 1, 2"
-        )
-    async with h.db.connect() as conn:
-        return Counter({(r[0], r[1]): int(r[2]) for r in await conn.execute(text(sql))})
 
 
 def levels(h: Harness, store: str) -> dict[str, int | None]:
@@ -164,7 +134,7 @@ async def test_workers_killed_mid_adjustment_count_every_sale_once(
         assert first.wait(timeout=10) == -signal.SIGKILL
         assert gate.held_status == 200  # the source applied it
 
-        rows = await ledger_rows(h)
+        rows = await ledger_rows(h.db)
         assert len(rows) == lines
         held_row = next(r for r in rows if r[5] == gate.held_key)
         assert held_row[4] == "pending"  # ... and no commit says so
@@ -199,15 +169,15 @@ async def test_workers_killed_mid_adjustment_count_every_sale_once(
                 await deliver(h, pending)
                 why = f"{len(pending)} webhooks just delivered"
                 return False
-            jobs = await open_jobs(h)
+            jobs = await open_jobs(h.db)
             if jobs != quiet:
                 why = f"jobs waiting or running: {dict(jobs - quiet)}"
                 return False
-            unapplied = [r for r in await ledger_rows(h) if r[4] != "applied"]
+            unapplied = [r for r in await ledger_rows(h.db) if r[4] != "applied"]
             if unapplied:
                 why = f"ledger rows not applied: {unapplied}"
                 return False
-            if await count(h, source_dirty) or await count(h, flush_pending):
+            if await count(h.db, source_dirty) or await count(h.db, flush_pending):
                 why = "levels still marked to read or to write"
                 return False
             source = levels(h, "source")
@@ -225,11 +195,11 @@ async def test_workers_killed_mid_adjustment_count_every_sale_once(
         assert third.wait(timeout=15) == 0, workers.logs_text()
 
         # --- exactly once, and converged ------------------------------------------------
-        rows = await ledger_rows(h)
+        rows = await ledger_rows(h.db)
         assert {r[4] for r in rows} == {"applied"}
         assert {(r[0], r[1], r[2], r[3]) for r in rows} == expected_rows  # one row per line
         assert len(rows) == lines
-        assert await open_jobs(h) == quiet  # nothing left but the safety nets, for later
+        assert await open_jobs(h.db) == quiet  # nothing left but the safety nets, for later
         assert (await h.rt.queue.counts())["failed"] == 0
         async with h.db.connect() as conn:
             dead = await conn.scalar(

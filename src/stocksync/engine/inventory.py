@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, delete, func, select, tuple_
+from sqlalchemy import ColumnElement, Table, and_, delete, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from stocksync.domain.levels import destination_level, plausible_quantity, shared_total
@@ -53,6 +53,20 @@ class StaleLevelsError(TransientPlatformError):
 
 
 # --- marking work ------------------------------------------------------------------------------
+
+
+async def _delete_in_key_order(
+    conn: AsyncConnection, table: Table, key: ColumnElement[Any], where: ColumnElement[bool]
+) -> None:
+    """Delete rows of ``source_dirty`` or ``flush_pending``, locking them in key order first.
+
+    A DELETE locks rows in the order its scan meets them (heap order under a sequential or
+    bitmap scan, which PostgreSQL picks for these small tables), while every upsert of the same
+    rows takes them in key order: the two deadlock on PostgreSQL. SQLite runs one writing
+    transaction at a time and has no row locks to order."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(select(key).where(where).order_by(key).with_for_update())
+    await conn.execute(delete(table).where(where))
 
 
 async def mark_source_dirty(
@@ -165,7 +179,9 @@ async def refresh_source(rt: Runtime, store_id: int) -> int:
             if store is None or not dirty:
                 return total
             if not locs:
-                await conn.execute(delete(source_dirty).where(source_dirty.c.store_id == store_id))
+                await _delete_in_key_order(
+                    conn, source_dirty, source_dirty.c.item_id, source_dirty.c.store_id == store_id
+                )
                 await activity.record(
                     conn,
                     store_id=store_id,
@@ -236,13 +252,16 @@ async def refresh_source(rt: Runtime, store_id: int) -> int:
                 )
             # source_dirty before flush_pending, in the order a webhook's transaction takes
             # them: opposite orders deadlock on PostgreSQL.
-            await conn.execute(
-                delete(source_dirty).where(
+            await _delete_in_key_order(
+                conn,
+                source_dirty,
+                source_dirty.c.item_id,
+                and_(
                     source_dirty.c.store_id == store_id,
                     tuple_(source_dirty.c.item_id, source_dirty.c.seq).in_(
                         [(d[0], d[1]) for d in dirty]
                     ),
-                )
+                ),
             )
             if moved:
                 links = await links_of_source_items(conn, store_id, moved)
@@ -330,14 +349,26 @@ async def _load_pending(
 
 async def _clear_pending(conn: AsyncConnection, connection_id: int, done: list[_Pending]) -> None:
     if done:
-        await conn.execute(
-            delete(flush_pending).where(
+        await _delete_in_key_order(
+            conn,
+            flush_pending,
+            flush_pending.c.variant_link_id,
+            and_(
                 flush_pending.c.connection_id == connection_id,
                 tuple_(flush_pending.c.variant_link_id, flush_pending.c.seq).in_(
                     [(p.link_id, p.seq) for p in done]
                 ),
-            )
+            ),
         )
+
+
+async def _clear_connection(conn: AsyncConnection, connection_id: int) -> None:
+    await _delete_in_key_order(
+        conn,
+        flush_pending,
+        flush_pending.c.variant_link_id,
+        flush_pending.c.connection_id == connection_id,
+    )
 
 
 async def _write_with_cas(
@@ -395,15 +426,11 @@ async def flush_destination(rt: Runtime, connection_id: int) -> int:
             dest = await load_store(conn, connection.destination_store_id)
             if connection.status != "active" or dest is None or dest.status != "active":
                 # Paused or disconnected: nothing to write. Resuming marks everything again.
-                await conn.execute(
-                    delete(flush_pending).where(flush_pending.c.connection_id == connection_id)
-                )
+                await _clear_connection(conn, connection_id)
                 return written_total
             location = connection.receiving_location
             if location is None:
-                await conn.execute(
-                    delete(flush_pending).where(flush_pending.c.connection_id == connection_id)
-                )
+                await _clear_connection(conn, connection_id)
                 await activity.record(
                     conn,
                     store_id=dest.id,
@@ -443,9 +470,7 @@ async def flush_destination(rt: Runtime, connection_id: int) -> int:
             written, observed = await _write_with_cas(rt, platform, location, changed, known)
         except LocationInactiveError as exc:
             async with rt.db.begin() as conn:
-                await conn.execute(
-                    delete(flush_pending).where(flush_pending.c.connection_id == connection_id)
-                )
+                await _clear_connection(conn, connection_id)
                 await activity.record(
                     conn,
                     store_id=dest.id,

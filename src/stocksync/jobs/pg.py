@@ -210,6 +210,7 @@ _BUSY = text(
 _DROP_QUEUEING_LOCK = text(
     "UPDATE procrastinate_jobs SET queueing_lock = NULL WHERE id = :job_id AND status = 'doing'"
 )
+_LOCK_WORKER = text("SELECT 1 FROM procrastinate_workers WHERE id = :worker_id FOR KEY SHARE")
 
 
 class ProcrastinateJobQueue:
@@ -376,6 +377,13 @@ class ProcrastinateJobQueue:
 
     async def _recover(self, job_id: int, worker_id: int | None) -> bool:
         async with self.engine.begin() as conn:
+            if worker_id is not None:
+                # The dead worker's row first, then its job's, in the order a prune of stalled
+                # workers takes them (the worker deleted, then its jobs' worker_id set to null):
+                # the retry below re-checks the job's foreign key to that worker, and taking the
+                # two the other way round deadlocks with a prune, the one procrastinate runs
+                # when a worker starts included (that worker then exits).
+                await conn.execute(_LOCK_WORKER, {"worker_id": worker_id})
             row = (
                 await conn.execute(
                     text(
@@ -459,14 +467,18 @@ class ProcrastinateJobQueue:
                 return
             await asyncio.sleep(self.poll_interval)
 
+    async def _busy(self) -> bool:
+        """A job runs, or one is due within ``drain_horizon``."""
+        async with self.engine.connect() as conn:
+            busy = await conn.scalar(
+                _BUSY, {"queue": self.queue_name, "horizon": self.drain_horizon}
+            )
+        return bool(busy)
+
     async def _stop_when_quiet(self, worker: Worker) -> None:
         await self._registered(worker)
         while True:
-            async with self.engine.connect() as conn:
-                busy = await conn.scalar(
-                    _BUSY, {"queue": self.queue_name, "horizon": self.drain_horizon}
-                )
-            if not busy:
+            if not await self._busy():
                 return
             await asyncio.sleep(self.poll_interval)
 
@@ -551,6 +563,10 @@ class ProcrastinateJobQueue:
         A dead worker's job keeps the queue busy until the sweep sends it back and it has run
         here. Raises ``TimeoutError`` when not quiet after ``timeout`` seconds.
         """
+        # Quiet already: no worker to start (starting one costs a procrastinate app, a
+        # connection pool and a worker registration).
+        if not await self._busy():
+            return
         try:
             async with asyncio.timeout(timeout):
                 await self._work(
