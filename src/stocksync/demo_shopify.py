@@ -42,7 +42,7 @@ from stocksync.domain.connection import ConnectionSettings
 from stocksync.engine.catalog import import_products
 from stocksync.engine.orders import backfill_orders
 from stocksync.engine.reconcile import reconcile_source
-from stocksync.engine.stores import Roles, connect, install_store, set_locations, show_key
+from stocksync.engine.stores import Roles, connect_with_own_key, install_store, set_locations
 from stocksync.platforms.shopify.adapter import ShopifyPlatform
 from stocksync.platforms.shopify.ids import numeric_id, to_gid
 from stocksync.storage.migrate import upgrade_async
@@ -769,17 +769,15 @@ async def _play(
     for i, name in enumerate(DESTINATIONS):
         dest_id, dest_locations = await install(app, shops[name], "destination", hook)
         destination_ids.append(dest_id)
-        async with app.db.begin() as conn:
-            key = await show_key(conn, app.vault, source_id)
-            record = await connect(
-                app.runtime,
-                conn,
-                destination_store_id=dest_id,
-                key=key,
-                receiving_location=dest_locations[0],
-                # One retailer also counts orders still awaiting payment (B15).
-                settings=ConnectionSettings(count_pending=(i == 1)),
-            )
+        record = await connect_with_own_key(
+            app.runtime,
+            vault=app.vault,
+            source_store_id=source_id,
+            destination_store_id=dest_id,
+            receiving_location=dest_locations[0],
+            # One retailer also counts orders still awaiting payment (B15).
+            settings=ConnectionSettings(count_pending=(i == 1)),
+        )
         report = await import_products(app.runtime, record.id)
         console.print(
             f"connected {name} with the source's key; imported {len(report.products)} products, "

@@ -41,7 +41,7 @@ from stocksync.demo_shopify import (
 )
 from stocksync.domain.connection import ConnectionSettings
 from stocksync.engine.catalog import import_products
-from stocksync.engine.stores import connect, show_key
+from stocksync.engine.stores import connect_with_own_key
 from stocksync.sandbox.manifest import read_manifest
 from stocksync.storage.migrate import upgrade_async
 from stocksync.web.install import WEBHOOK_PATH
@@ -250,16 +250,14 @@ async def install_and_import(stack: Stack, settings: Mapping[str, ConnectionSett
     for name, chosen in settings.items():
         dest_id, dest_locations = await install(app, stack.shops[name], "destination", hook)
         stack.store_ids[name] = dest_id
-        async with app.db.begin() as conn:
-            key = await show_key(conn, app.vault, source_id)
-            record = await connect(
-                app.runtime,
-                conn,
-                destination_store_id=dest_id,
-                key=key,
-                receiving_location=dest_locations[0],
-                settings=chosen,
-            )
+        record = await connect_with_own_key(
+            app.runtime,
+            vault=app.vault,
+            source_store_id=source_id,
+            destination_store_id=dest_id,
+            receiving_location=dest_locations[0],
+            settings=chosen,
+        )
         await import_products(app.runtime, record.id)
     stack.links, stack.shared = await load_links(app)
 

@@ -18,7 +18,7 @@ from stocksync.demo_shopify import install, shops_from_manifest
 from stocksync.domain.connection import ConnectionSettings
 from stocksync.engine.catalog import import_products
 from stocksync.engine.inventory import mark_source_dirty
-from stocksync.engine.stores import connect, show_key
+from stocksync.engine.stores import connect_with_own_key
 from stocksync.sandbox import Sandbox, SeedSpec, seed_shop, serve_in_task
 from stocksync.storage.migrate import upgrade_async
 from stocksync.storage.tables import activity_log, jobs, variant_links
@@ -55,16 +55,14 @@ async def test_a_failed_sync_to_an_unreachable_destination_reaches_its_activity_
         shops = shops_from_manifest(running.manifest())
         source_id, _ = await install(app, shops["source"], "source", NOWHERE)
         dest_id, dest_locations = await install(app, shops["dest"], "destination", NOWHERE)
-        async with app.db.begin() as conn:
-            key = await show_key(conn, app.vault, source_id)
-            record = await connect(
-                app.runtime,
-                conn,
-                destination_store_id=dest_id,
-                key=key,
-                receiving_location=dest_locations[0],
-                settings=ConnectionSettings(),
-            )
+        record = await connect_with_own_key(
+            app.runtime,
+            vault=app.vault,
+            source_store_id=source_id,
+            destination_store_id=dest_id,
+            receiving_location=dest_locations[0],
+            settings=ConnectionSettings(),
+        )
         await import_products(app.runtime, record.id)
         registry = app.registry()
         await app.runtime.queue.run_worker(registry, stop_when_idle=True)
