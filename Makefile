@@ -31,9 +31,11 @@ typecheck: $(STAMP)
 
 check: lint typecheck test
 
-# The stateful test with far more examples than CI runs (see docs/testing.md).
+# The stateful test with far more examples than CI runs, on the in-memory platform and on the
+# Shopify sandbox (see docs/testing.md).
 stateful-long: $(STAMP)
 	STOCKSYNC_STATEFUL_EXAMPLES=2000 STOCKSYNC_STATEFUL_STEPS=100 \
+	STOCKSYNC_STATEFUL_SANDBOX_EXAMPLES=300 STOCKSYNC_STATEFUL_SANDBOX_STEPS=100 \
 		$(BIN)/python -m pytest -q -p no:cacheprovider tests/integration/test_stateful.py
 
 bench: $(STAMP)
