@@ -144,9 +144,8 @@ async def receive_webhooks() -> AsyncIterator[Receiver]:
 class SandboxWorld:
     """See the module's docstring; implements ``tests.stateful_model.World``."""
 
-    # The sandbox keeps an edited order's financial status (Shopify would ask for the
-    # balance of added units): adding units to a paid order leaves it paid.
-    adding_units_unpays = False
+    # As on Shopify, units added to a paid order leave a balance: it becomes partially paid.
+    adding_units_unpays = True
 
     def __init__(self, db: AsyncEngine, queue: JobQueue) -> None:
         self.db = db

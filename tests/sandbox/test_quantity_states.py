@@ -47,6 +47,7 @@ mutation($id: ID!, $line: ID!, $qty: Int!, $restock: Boolean) {
     calculatedLineItem { quantity } userErrors { message } } }"""
 EDIT_COMMIT = """
 mutation($id: ID!) { orderEditCommit(id: $id) { order { id edited } userErrors { message } } }"""
+FINANCIAL_STATUS = "query($id: ID!) { order(id: $id) { displayFinancialStatus } }"
 
 
 async def _setup(admin: Admin) -> tuple[str, str, str]:
@@ -249,6 +250,11 @@ async def test_edited(
     commit = await admin.data(EDIT_COMMIT, {"id": calc["id"]})
     assert commit["orderEditCommit"]["order"]["edited"] is True
     assert await triple(admin, item, loc) == expected
+    # Units added to a paid order leave a balance to pay; units removed do not.
+    status = await admin.data(FINANCIAL_STATUS, {"id": order["id"]})
+    assert status["order"]["displayFinancialStatus"] == (
+        "PARTIALLY_PAID" if new_quantity > 3 else "PAID"
+    )
 
 
 async def test_obeying_policy_refuses_oversell_and_ignoring_allows_it(admin: Admin) -> None:

@@ -1150,6 +1150,9 @@ class Shop:
                 removals.append({"id": line.id, "delta": removed})
         edit.committed = True
         order.edited = True
+        if additions and order.financial_status == "PAID":
+            # The added units are not paid for: a balance is outstanding until it is.
+            order.financial_status = "PARTIALLY_PAID"
         order.updated_at = self.now()
         from stocksync.sandbox.payloads import order_edit_payload, order_payload
 
