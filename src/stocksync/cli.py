@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import sys
-from typing import Annotated
+from collections.abc import Coroutine
+from typing import Annotated, Any, TypeVar
 
 import typer
 from pydantic import ValidationError
 from rich.console import Console
 
 from stocksync.config import Settings
+
+_T = TypeVar("_T")
 
 app = typer.Typer(
     help="stocksync: keeps products and inventory in sync across online stores.",
@@ -52,6 +56,40 @@ def migrate() -> None:
         err.print(f"[red]Migration failed[/red] on {redact(url)}: {exc}")
         raise typer.Exit(1) from None
     console.print(f"Database {redact(url)} is at migration head {head_revision()}.")
+
+
+def run_until_stopped(work: Coroutine[Any, Any, _T]) -> _T | None:
+    """Run ``work`` until it ends or SIGINT / SIGTERM arrives; then it is cancelled, so that
+    its ``finally`` blocks run (jobs sent back, child processes stopped), and None returned.
+
+    The handlers are installed on the loop whatever the process inherited: a process started
+    in the background of a shell inherits SIGINT ignored, and a supervisor stops with SIGTERM.
+    """
+
+    async def main() -> _T | None:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        stopped = False
+
+        def stop() -> None:
+            nonlocal stopped
+            stopped = True
+            task.cancel()
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop)
+        try:
+            return await work
+        except asyncio.CancelledError:
+            if stopped:
+                return None
+            raise
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+
+    return asyncio.run(main())
 
 
 @app.command()
@@ -122,10 +160,8 @@ def worker(
         finally:
             await built.close()
 
-    try:
-        asyncio.run(main())
-    except KeyboardInterrupt:
-        console.print("worker stopped")
+    run_until_stopped(main())
+    console.print("worker stopped")
 
 
 @app.command()
@@ -149,11 +185,9 @@ def demo(
         from stocksync.demo_shopify import run_demo
     else:
         raise typer.BadParameter("must be shopify or memory", param_hint="--platform")
-    try:
-        code = asyncio.run(run_demo(console, once=once, seed=seed))
-    except KeyboardInterrupt:
-        code = 0  # Ctrl-C ends the demo; its processes were stopped on the way out
-    sys.exit(code)
+    code = run_until_stopped(run_demo(console, once=once, seed=seed))
+    # Ctrl-C (or SIGTERM) ends the demo; its processes were stopped on the way out.
+    sys.exit(0 if code is None else code)
 
 
 def _mount_optional() -> None:

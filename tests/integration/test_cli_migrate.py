@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import Connection
@@ -78,3 +81,41 @@ def test_bad_configuration_is_reported_plainly(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "STOCKSYNC_DATABASE_URL" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def _ignore_sigint() -> None:
+    # As for a process started in the background of a shell.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize("stop_with", [signal.SIGINT, signal.SIGTERM])
+def test_worker_stops_cleanly_on_sigint_or_sigterm(
+    tmp_path: Path, stop_with: signal.Signals
+) -> None:
+    env = {**os.environ, **_env("sqlite", tmp_path)}
+    assert _run(["migrate"], env, tmp_path).returncode == 0
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "stocksync", "worker", "--concurrency", "1"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=_ignore_sigint,
+    )
+    try:
+        # Stopped only once running: its SQLite write-ahead log exists once it has polled.
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "data" / "stocksync.db-wal").exists():
+            assert worker.poll() is None, worker.communicate()[0]
+            assert time.monotonic() < deadline, "the worker never opened its database"
+            time.sleep(0.05)  # polling a condition with a deadline
+        worker.send_signal(stop_with)
+        out, _ = worker.communicate(timeout=30)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+    assert worker.returncode == 0, out
+    assert "worker stopped" in out
+    assert "Traceback" not in out
