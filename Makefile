@@ -41,5 +41,11 @@ stateful-long: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/engine_throughput.py
 
+# Source changes propagated to five Shopify sandbox destinations by stocksync's web and worker
+# processes, against a naive consumer (several minutes; see bench/README.md).
+.PHONY: bench-shopify
+bench-shopify: $(STAMP)
+	$(BIN)/python bench/shopify_propagation.py
+
 clean:
 	rm -rf $(VENV) .stocksync .pytest_cache .mypy_cache .ruff_cache

@@ -36,6 +36,12 @@ log = logging.getLogger("stocksync.sandbox.webhooks")
 # Delays before each of the 8 retries: about 3.9 hours in total.
 RETRY_DELAYS = (10.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0)
 DELIVERY_TIMEOUT = 5.0
+# Deliveries on the wire at once, each on a kept-alive connection; more wait on a semaphore.
+# httpx's pool matches every queued request against every connection whenever a request is
+# added or finishes: thousands queued there (a burst of level changes) cost quadratic CPU and
+# stall the event loop that also serves the Admin API, and even a wide pool costs more CPU
+# than the deliveries themselves.
+MAX_DELIVERIES_IN_FLIGHT = 16
 PRIVACY_TOPICS = ("customers/data_request", "customers/redact", "shop/redact")
 
 
@@ -108,6 +114,7 @@ class WebhookDispatcher:
         self.tasks: set[asyncio.Task[None]] = set()
         self._backlog: list[Delivery] = []
         self.timeout = DELIVERY_TIMEOUT
+        self._in_flight = asyncio.Semaphore(MAX_DELIVERIES_IN_FLIGHT)
         self.log: list[dict[str, Any]] = []  # every attempt, for the admin endpoint and tests
 
     # ------------------------------------------------------------ subscriptions
@@ -205,7 +212,15 @@ class WebhookDispatcher:
 
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
-        self.client = httpx.AsyncClient(timeout=self.timeout, trust_env=False)
+        self._in_flight = asyncio.Semaphore(MAX_DELIVERIES_IN_FLIGHT)  # bound to this loop
+        self.client = httpx.AsyncClient(
+            timeout=self.timeout,
+            trust_env=False,
+            limits=httpx.Limits(
+                max_connections=MAX_DELIVERIES_IN_FLIGHT,
+                max_keepalive_connections=MAX_DELIVERIES_IN_FLIGHT,
+            ),
+        )
         backlog, self._backlog = self._backlog, []
         for delivery in backlog:
             self._spawn(self._start(delivery))
@@ -281,7 +296,10 @@ class WebhookDispatcher:
         }
         status: int | None
         try:
-            response = await self.client.post(delivery.url, content=delivery.body, headers=headers)
+            async with self._in_flight:
+                response = await self.client.post(
+                    delivery.url, content=delivery.body, headers=headers
+                )
             status = response.status_code
         except httpx.HTTPError as exc:
             status = None
