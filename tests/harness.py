@@ -97,6 +97,8 @@ class Harness:
             platforms=lambda store: world.platform(store.external_id),
             batch_size=batch_size,
             debounce=timedelta(0),
+            # Jobs are drained as soon as they are due: no pacing, or drains would wait.
+            flush_interval=timedelta(0),
         )
         return cls(world, db, rt, build_registry(rt), Vault([Fernet.generate_key().decode()]))
 

@@ -149,7 +149,13 @@ class SandboxWorld:
 
     def __init__(self, db: AsyncEngine, queue: JobQueue) -> None:
         self.db = db
-        self.rt = Runtime(db=db, queue=queue, platforms=self.platform, debounce=timedelta(0))
+        self.rt = Runtime(
+            db=db,
+            queue=queue,
+            platforms=self.platform,
+            debounce=timedelta(0),
+            flush_interval=timedelta(0),
+        )
         self.registry = build_registry(self.rt)
         self.stack = contextlib.AsyncExitStack()
         self.vault = Vault([Fernet.generate_key().decode()])

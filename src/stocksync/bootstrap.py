@@ -136,5 +136,6 @@ def build_app(settings: Settings) -> App:
         periodic_interval=timedelta(seconds=settings.periodic_seconds),
         batch_size=settings.flush_batch_size,
         debounce=timedelta(milliseconds=settings.flush_debounce_ms),
+        flush_interval=timedelta(milliseconds=settings.flush_interval_ms),
     )
     return App(settings=settings, db=db, vault=vault, runtime=runtime)

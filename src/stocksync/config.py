@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     )
     flush_batch_size: int = Field(default=250, ge=1, le=250)
     flush_debounce_ms: int = Field(default=200, ge=0, le=60_000)
+    # At most one batch of writes per destination per interval: a busy source costs each
+    # destination one call per interval, however many variants change.
+    flush_interval_ms: int = Field(default=1000, ge=0, le=60_000)
     job_lease_seconds: float = Field(default=30.0, gt=0)
     job_max_attempts: int = Field(default=8, ge=1, le=50)
     # procrastinate (PostgreSQL): a worker silent for job_stalled_seconds is presumed dead and

@@ -50,7 +50,7 @@ def test_doctor_fails_plainly_before_migrate_and_passes_after(db_url: str, tmp_p
     assert after.returncode == 0, after.stdout + after.stderr
     backend = "procrastinate" if db_url.startswith("postgresql") else "embedded"
     assert backend in after.stdout
-    assert "migration head:  0002" in after.stdout
+    assert "migration head:  0003" in after.stdout
     # Running it again is harmless.
     assert _run(["migrate"], env, tmp_path).returncode == 0
 

@@ -37,6 +37,7 @@ async def app(tmp_path: Path) -> AsyncIterator[App]:
         shopify_api_secret="secret",
         job_poll_seconds=0.05,
         flush_debounce_ms=0,
+        flush_interval_ms=0,  # the worker stops when idle, before a paced flush would be due
     )
     await upgrade_async(settings.resolved_database_url)
     built = build_app(settings)

@@ -1,8 +1,9 @@
 """Inbound events, normalised: what a platform told us, in the engine's own words.
 
 A platform adapter turns a webhook (or a polled change) into one of these. They carry what
-happened and to which identities; the engine re-reads levels itself rather than trusting a
-reported quantity, which may be stale or arrive out of order.
+happened and to which identities. A reported stock level is used only with the platform's
+time of the change, so that a stale or reordered report is recognised as such (see
+``engine/levels_reported.py``); without that time the engine reads the level itself.
 """
 
 from __future__ import annotations
@@ -18,7 +19,10 @@ class LevelChanged:
 
     item_id: str
     location_id: str
-    available: int | None  # what the platform reported; used only to recognise echoes
+    available: int | None  # what the platform reported
+    # When the platform says the level changed (whole seconds since the epoch, the platform's
+    # clock). Reports of one level are ordered by it; None when the platform gives no time.
+    changed_at: int | None = None
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,9 @@ from stocksync.domain.events import (
 )
 from stocksync.domain.levels import plausible_quantity
 from stocksync.engine import crash, lifecycle, schedule
+from stocksync.engine import levels_reported as reported
 from stocksync.engine.inventory import mark_pending, mark_source_dirty
+from stocksync.engine.levels_reported import Report
 from stocksync.engine.records import StoreRecord
 from stocksync.engine.runtime import Runtime
 from stocksync.storage.activity import utcnow
@@ -258,6 +260,9 @@ class _Batch:
                     {"item_id": ev.item_id, "location": ev.location_id},
                 )
         handled: set[int] = set()
+        reports: list[tuple[int, Report]] = []
+        # Source items to take again: item -> whether every report of it can be trusted.
+        dirty: dict[int, dict[str, bool]] = defaultdict(dict)
         sources = [(s, i, e) for s, i, e in levels if s.is_source]
         if sources:
             pairs = {(s.id, e.item_id) for s, _, e in sources}
@@ -278,17 +283,35 @@ class _Batch:
                     .distinct()
                 )
             }
-            dirty: dict[int, list[str]] = defaultdict(list)
             for store, inbox_id, ev in sources:
                 if (store.id, ev.item_id) in linked:
-                    dirty[store.id].append(ev.item_id)
+                    report = _trusted(ev)
+                    if report is not None:
+                        reports.append((store.id, report))
+                    marks = dirty[store.id]
+                    marks[ev.item_id] = marks.get(ev.item_id, True) and report is not None
                     handled.add(inbox_id)
-            # In store order, as every transaction takes these rows (see mark_pending).
-            for store_id, items in sorted(dirty.items()):
-                await mark_source_dirty(self.rt, self.conn, store_id, items)
         dests = [(s, i, e) for s, i, e in levels if s.is_destination]
+        pending: dict[tuple[int, int, int], bool] = {}
         if dests:
-            handled |= await self._destination_levels(dests)
+            handled |= await self._destination_levels(dests, reports, pending)
+        # Every transaction takes these rows in one order: sync_state, source_dirty,
+        # flush_pending (and each table in key order): PostgreSQL deadlocks otherwise.
+        await reported.record_reports(self.conn, reports, self.rt.clock())
+        for store_id, marks in sorted(dirty.items()):
+            await mark_source_dirty(
+                self.rt,
+                self.conn,
+                store_id,
+                list(marks),
+                reported=[i for i, trusted in marks.items() if trusted],
+            )
+        await mark_pending(
+            self.rt,
+            self.conn,
+            list(pending),
+            forced=[link for link, force in pending.items() if force],
+        )
         ignored: set[int] = set()
         unlinked: dict[int, list[str]] = defaultdict(list)
         names: dict[int, str] = {}
@@ -312,11 +335,17 @@ class _Batch:
         return ignored
 
     async def _destination_levels(
-        self, dests: list[tuple[StoreRecord, int, LevelChanged]]
+        self,
+        dests: list[tuple[StoreRecord, int, LevelChanged]],
+        reports: list[tuple[int, Report]],
+        pending: dict[tuple[int, int, int], bool],
     ) -> set[int]:
         """Our own write coming back (an echo) is recognised by comparing with the level we
-        last wrote; anything else (a sale, a manual change) schedules the variant to be set
-        back to the source's level (B15, B18)."""
+        last wrote, or are writing; anything else (a sale, a manual change) schedules the
+        variant to be set back to the source's level (B15, B18). A report newer than the last
+        one recorded is taken as the destination's level, the compare value of that write (a
+        wrong one only costs a failed compare and a read); an older one is stale and ignored.
+        Fills ``reports`` and ``pending`` (link -> whether the level must be read first)."""
         pairs = {(s.id, e.item_id) for s, _, e in dests}
         rows = (
             await self.conn.execute(
@@ -327,6 +356,9 @@ class _Batch:
                     variant_links.c.destination_item_id,
                     connections.c.receiving_location,
                     sync_state.c.last_written,
+                    sync_state.c.writing,
+                    sync_state.c.reported_at,
+                    sync_state.c.last_read,
                 )
                 .join(connections, connections.c.id == variant_links.c.connection_id)
                 .outerjoin(
@@ -348,17 +380,27 @@ class _Batch:
         for r in rows:
             by_pair[(r[2], r[3])].append(r)
         handled: set[int] = set()
-        pending: dict[tuple[int, int, int], None] = {}
         for store, inbox_id, ev in dests:
+            report = _trusted(ev)
+            recorded = False
             for r in by_pair.get((store.id, ev.item_id), []):
                 if r[4] != ev.location_id:
                     continue
                 handled.add(inbox_id)
-                last_written = r[5]
-                if ev.available is not None and last_written == ev.available:
+                if report is not None and not recorded:
+                    reports.append((store.id, report))
+                    recorded = True
+                last_written, writing, reported_at, last_read = r[5], r[6], r[7], r[8]
+                if ev.available is not None and ev.available in (last_written, writing):
                     continue  # an echo of our own write
-                pending[(r[0], r[1], store.id)] = None
-        await mark_pending(self.rt, self.conn, list(pending), force_read=True)
+                link = (r[0], r[1], store.id)
+                if report is None:
+                    pending[link] = True
+                elif reported_at is None or report.changed_at > reported_at:
+                    pending[link] = pending.get(link, False)
+                elif report.changed_at == reported_at and report.available != last_read:
+                    pending[link] = True  # two reports of one second disagree
+                # else: older than what we know, a stale report
         return handled
 
     async def _flush_statuses(self) -> None:
@@ -372,6 +414,14 @@ class _Batch:
                 .where(inbox.c.id.in_(ids))
                 .values(status=status, error=error, processed_at=now)
             )
+
+
+def _trusted(ev: LevelChanged) -> Report | None:
+    """The report as a level to take, or None when it must be read instead: no level (a
+    disconnect), no time of change to order it by, or an implausible quantity."""
+    if ev.available is None or ev.changed_at is None or not plausible_quantity(ev.available):
+        return None
+    return Report(ev.item_id, ev.location_id, ev.available, ev.changed_at)
 
 
 def _text(payload: str | bytes) -> str:

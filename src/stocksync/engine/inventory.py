@@ -3,24 +3,27 @@ compare-and-swap, in batches (B14, B18, B20).
 
 Two jobs, both coalesced:
 
-- ``refresh_source(store)`` reads the current level of every dirty source item (never the
-  value a webhook reported, which may be stale or out of order), records it, and marks the
-  linked destination variants whose target moved as pending;
+- ``refresh_source(store)`` sums every dirty source item's level over the shared locations,
+  from the levels reported per location (newest report first, see ``levels_reported``) or,
+  where a report is missing, disagrees with another of the same second or cannot be trusted,
+  from a read; records it, and marks the linked destination variants whose target moved as
+  pending;
 - ``flush_destination(connection)`` computes each pending variant's target from the recorded
   source level and writes the changed ones in batches, comparing against the level it last
   read or wrote there. A stale compare is read again and retried.
 
-Reading the source once per burst, rather than once per destination, keeps a fan-out to N
-destinations at one read plus N writes per batch of changes.
+Taking the source's level once per burst, rather than once per destination, keeps a fan-out
+to N destinations at (at most) one read plus N writes per batch of changes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, and_, delete, func, select, tuple_
+from sqlalchemy import ColumnElement, Table, and_, delete, func, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from stocksync.domain.levels import destination_level, plausible_quantity, shared_total
@@ -31,6 +34,7 @@ from stocksync.domain.ports import (
     TransientPlatformError,
 )
 from stocksync.engine import crash, schedule
+from stocksync.engine import levels_reported as reported
 from stocksync.engine.records import load_connection, load_store
 from stocksync.engine.runtime import Runtime
 from stocksync.storage import activity
@@ -70,11 +74,22 @@ async def _delete_in_key_order(
 
 
 async def mark_source_dirty(
-    rt: Runtime, conn: AsyncConnection, store_id: int, item_ids: Iterable[str]
+    rt: Runtime,
+    conn: AsyncConnection,
+    store_id: int,
+    item_ids: Iterable[str],
+    *,
+    reported: Collection[str] = (),
 ) -> None:
+    """Schedule the source level of ``item_ids`` to be taken again. Those in ``reported`` may
+    be taken from level reports; the others are read (our own adjustments, reconciliation, a
+    report we could not trust). A read, once asked for, is not forgotten by later marks."""
     # In key order: two transactions upserting the same rows in different orders deadlock on
     # PostgreSQL.
-    rows = [{"store_id": store_id, "item_id": i, "seq": 1} for i in sorted(set(item_ids))]
+    rows = [
+        {"store_id": store_id, "item_id": i, "seq": 1, "must_read": i not in reported}
+        for i in sorted(set(item_ids))
+    ]
     if not rows:
         return
     await upsert(
@@ -82,7 +97,10 @@ async def mark_source_dirty(
         source_dirty,
         rows,
         conflict=("store_id", "item_id"),
-        update={"seq": source_dirty.c.seq + 1},
+        update={
+            "seq": source_dirty.c.seq + 1,
+            "must_read": lambda s: or_(source_dirty.c.must_read, s.excluded.must_read),
+        },
     )
     await schedule.refresh_source(rt, conn, store_id)
 
@@ -93,8 +111,11 @@ async def mark_pending(
     links: Sequence[tuple[int, int, int]],
     *,
     force_read: bool = False,
+    forced: Collection[tuple[int, int, int]] = (),
 ) -> None:
-    """``links``: (connection id, variant link id, destination store id)."""
+    """``links``: (connection id, variant link id, destination store id). The destination
+    level is read before writing for all of them with ``force_read``, else for those in
+    ``forced``."""
     if not links:
         return
     # Rows and jobs in key order, whoever calls (a webhook's transaction, a worker's): two
@@ -105,19 +126,43 @@ async def mark_pending(
         conn,
         flush_pending,
         [
-            {"connection_id": c, "variant_link_id": v, "seq": 1, "force_read": force_read}
-            for c, v, _ in links
+            {
+                "connection_id": c,
+                "variant_link_id": v,
+                "seq": 1,
+                "force_read": force_read or (c, v, d) in forced,
+            }
+            for c, v, d in links
         ],
         conflict=("connection_id", "variant_link_id"),
         # A forced read, once asked for, survives later unforced marks.
-        update=(
-            {"seq": flush_pending.c.seq + 1, "force_read": True}
-            if force_read
-            else {"seq": flush_pending.c.seq + 1}
-        ),
+        update={
+            "seq": flush_pending.c.seq + 1,
+            "force_read": lambda s: or_(flush_pending.c.force_read, s.excluded.force_read),
+        },
     )
+    paced = await _flush_not_before(conn, {c for c, _, _ in links})
     for connection_id, destination_store_id in sorted({(c, d) for c, _, d in links}):
-        await schedule.flush_destination(rt, conn, connection_id, destination_store_id)
+        await schedule.flush_destination(
+            rt, conn, connection_id, destination_store_id, paced.get(connection_id)
+        )
+
+
+async def _flush_not_before(
+    conn: AsyncConnection, connection_ids: Collection[int]
+) -> dict[int, datetime]:
+    rows = await conn.execute(
+        select(connections.c.id, connections.c.flush_not_before).where(
+            connections.c.id.in_(sorted(connection_ids)),
+            connections.c.flush_not_before.is_not(None),
+        )
+    )
+    return {r[0]: _utc(r[1]) for r in rows}
+
+
+def _utc(value: datetime) -> datetime:
+    # SQLite gives back the naive UTC time it stored.
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 def _active_links_from_source() -> Any:
@@ -162,14 +207,14 @@ async def shared_locations(conn: AsyncConnection, store_id: int) -> list[str]:
 
 
 async def refresh_source(rt: Runtime, store_id: int) -> int:
-    """Read dirty source items in batches; returns how many items were read."""
+    """Take the level of dirty source items in batches; returns how many items were done."""
     total = 0
     while True:
         async with rt.db.begin() as conn:
             store = await load_store(conn, store_id)
             dirty = (
                 await conn.execute(
-                    select(source_dirty.c.item_id, source_dirty.c.seq)
+                    select(source_dirty.c.item_id, source_dirty.c.seq, source_dirty.c.must_read)
                     .where(source_dirty.c.store_id == store_id)
                     .order_by(source_dirty.c.item_id)
                     .limit(rt.batch_size)
@@ -193,28 +238,47 @@ async def refresh_source(rt: Runtime, store_id: int) -> int:
                     ),
                 )
                 return total
+            items = [d[0] for d in dirty]
             previous = dict(
                 (
                     await conn.execute(
                         select(sync_state.c.item_id, sync_state.c.last_read).where(
                             sync_state.c.store_id == store_id,
                             sync_state.c.location == SOURCE_LOCATION,
-                            sync_state.c.item_id.in_([d[0] for d in dirty]),
+                            sync_state.c.item_id.in_(items),
                         )
                     )
                 ).all()
             )
-        items = [d[0] for d in dirty]
-        platform = rt.platforms(store)
-        levels = await platform.read_levels(items, locs)
-        crash.point("refresh.after_read")
+            known = await reported.location_levels(conn, store_id, items, locs)
+        to_read = [d[0] for d in dirty if d[2] or reported.known_levels(known, d[0], locs) is None]
+        levels: dict[tuple[str, str], int | None] = {}
+        if to_read:
+            levels = await rt.platforms(store).read_levels(to_read, locs)
+            crash.point("refresh.after_read")
         now = rt.clock()
         async with rt.db.begin() as conn:
+            await reported.record_reads(
+                conn,
+                store_id,
+                {(i, loc): known.get((i, loc)) for i in to_read for loc in locs},
+                levels,
+                now,
+            )
+            # Again after the reads are stored: a report that arrived meanwhile wins over them.
+            known = await reported.location_levels(conn, store_id, items, locs)
             state_rows: list[dict[str, Any]] = []
             moved: list[str] = []
             bad: list[tuple[str, int]] = []
-            for item in items:
-                level = shared_total({loc: levels.get((item, loc)) for loc in locs})
+            done: list[tuple[str, int]] = []
+            for item, seq, _must_read in dirty:
+                by_location = reported.known_levels(known, item, locs)
+                if by_location is None:
+                    # Flagged again by a report of the same second while we read: that report
+                    # also marked the item dirty again, so the next refresh reads it.
+                    continue
+                done.append((item, seq))
+                level = shared_total(by_location)
                 if not plausible_quantity(level):
                     bad.append((item, level))
                     continue
@@ -252,22 +316,23 @@ async def refresh_source(rt: Runtime, store_id: int) -> int:
                 )
             # source_dirty before flush_pending, in the order a webhook's transaction takes
             # them: opposite orders deadlock on PostgreSQL.
-            await _delete_in_key_order(
-                conn,
-                source_dirty,
-                source_dirty.c.item_id,
-                and_(
-                    source_dirty.c.store_id == store_id,
-                    tuple_(source_dirty.c.item_id, source_dirty.c.seq).in_(
-                        [(d[0], d[1]) for d in dirty]
+            if done:
+                await _delete_in_key_order(
+                    conn,
+                    source_dirty,
+                    source_dirty.c.item_id,
+                    and_(
+                        source_dirty.c.store_id == store_id,
+                        tuple_(source_dirty.c.item_id, source_dirty.c.seq).in_(done),
                     ),
-                ),
-            )
+                )
+            if len(done) < len(dirty):
+                await schedule.refresh_source(rt, conn, store_id)
             if moved:
                 links = await links_of_source_items(conn, store_id, moved)
                 await mark_pending(rt, conn, [(c, v, d) for c, v, d, _ in links])
             crash.point("refresh.before_commit")
-        total += len(items)
+        total += len(done)
         if len(dirty) < rt.batch_size:
             return total
 
@@ -415,9 +480,36 @@ async def _write_with_cas(
     return written, observed
 
 
+async def _note_writing(rt: Runtime, store_id: int, location: str, targets: dict[str, int]) -> None:
+    """Record the levels about to be written: the platform may send their echo before the
+    write's outcome is recorded, and it must still be recognised as ours."""
+    now = rt.clock()
+    async with rt.db.begin() as conn:
+        await upsert(
+            conn,
+            sync_state,
+            [
+                {
+                    "store_id": store_id,
+                    "item_id": item,
+                    "location": location,
+                    "writing": target,
+                    "updated_at": now,
+                }
+                for item, target in sorted(targets.items())
+            ],
+            conflict=("store_id", "item_id", "location"),
+            update={"writing": excluded("writing")},
+        )
+
+
 async def flush_destination(rt: Runtime, connection_id: int) -> int:
-    """Write pending levels of one connection; returns the number of levels written."""
+    """Write pending levels of one connection; returns the number of levels written.
+
+    Paced: a job starts writing at most once per ``rt.flush_interval`` (marks schedule it at
+    ``connections.flush_not_before``), then writes everything pending, batch after batch."""
     written_total = 0
+    first = True
     while True:
         async with rt.db.begin() as conn:
             connection = await load_connection(conn, connection_id)
@@ -444,6 +536,20 @@ async def flush_destination(rt: Runtime, connection_id: int) -> int:
             pending = await _load_pending(conn, connection_id, dest.id, location, rt.batch_size)
             if not pending:
                 return written_total
+            started = rt.clock()
+            if first:
+                first = False
+                not_before = (await _flush_not_before(conn, [connection_id])).get(connection_id)
+                if not_before is not None and not_before > started:
+                    # Marked while the last flush was setting its pace: wait for the turn.
+                    await schedule.flush_destination(rt, conn, connection_id, dest.id, not_before)
+                    return written_total
+            if rt.flush_interval:
+                await conn.execute(
+                    update(connections)
+                    .where(connections.c.id == connection_id)
+                    .values(flush_not_before=started + rt.flush_interval)
+                )
             missing_source = [p for p in pending if p.active and p.source_level is None]
             if missing_source:
                 ids = [p.link_id for p in missing_source]
@@ -466,6 +572,8 @@ async def flush_destination(rt: Runtime, connection_id: int) -> int:
                     drift[item] = (fresh.get((item, location)), targets[item])
                 known[item] = fresh.get((item, location))
         changed = {i: t for i, t in targets.items() if known.get(i) != t}
+        if changed:
+            await _note_writing(rt, dest.id, location, changed)
         try:
             written, observed = await _write_with_cas(rt, platform, location, changed, known)
         except LocationInactiveError as exc:
@@ -501,6 +609,7 @@ async def flush_destination(rt: Runtime, connection_id: int) -> int:
                         "read_version": 1,
                         "last_written": target if item in written else None,
                         "write_version": 1 if item in written else 0,
+                        "writing": None,
                         "updated_at": now,
                     }
                 )
@@ -513,6 +622,7 @@ async def flush_destination(rt: Runtime, connection_id: int) -> int:
                     "last_read": excluded("last_read"),
                     "last_written": excluded("last_written"),
                     "write_version": sync_state.c.write_version + 1,
+                    "writing": None,
                     "updated_at": excluded("updated_at"),
                 },
             )

@@ -34,6 +34,8 @@ class Runtime:
     # A source change waits this long before its levels are read, so that a burst of changes
     # costs one read and one write per destination instead of one per change.
     debounce: timedelta = field(default_factory=lambda: timedelta(milliseconds=200))
+    # Writes to one destination start at most once per interval (see flush_destination).
+    flush_interval: timedelta = field(default_factory=lambda: timedelta(seconds=1))
     stale_retries: int = 3
     clock: Callable[[], datetime] = utcnow
     webhook_url: WebhookUrlResolver = no_webhook_url

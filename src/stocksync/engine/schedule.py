@@ -36,16 +36,22 @@ async def refresh_source(rt: Runtime, conn: AsyncConnection, store_id: int) -> N
 
 
 async def flush_destination(
-    rt: Runtime, conn: AsyncConnection, connection_id: int, destination_store_id: int
+    rt: Runtime,
+    conn: AsyncConnection,
+    connection_id: int,
+    destination_store_id: int,
+    not_before: datetime | None = None,
 ) -> None:
-    """Write the connection's pending levels. One writer per destination store at a time, so
-    that compare-and-swap values are not raced by ourselves."""
+    """Write the connection's pending levels, not before ``not_before`` (writes are paced).
+    One writer per destination store at a time, so that compare-and-swap values are not raced
+    by ourselves."""
     await rt.queue.enqueue(
         conn,
         FLUSH_DESTINATION,
         {"connection_id": connection_id},
         lock=f"dest:{destination_store_id}",
         queueing_lock=f"flush:{connection_id}",
+        schedule_at=not_before if not_before is not None and not_before > rt.clock() else None,
     )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Table
@@ -42,16 +42,22 @@ async def upsert(
     rows: Sequence[Mapping[str, Any]],
     conflict: Sequence[str],
     update: Mapping[str, Any],
+    where: Callable[[Any], Any] | None = None,
 ) -> None:
     """Insert ``rows``; on conflict apply ``update`` (column -> value or expression, where
-    ``excluded(name)`` refers to the proposed row)."""
+    ``excluded(name)`` refers to the proposed row), only where ``where`` (a function of the
+    statement, like the values) holds when given."""
     if not rows:
         return
     # executemany, not one multi-row VALUES: compiling a statement with thousands of bound
     # parameters costs far more than the database's work.
     stmt: Insert = _insert(conn, table)
     resolved = {k: (v(stmt) if callable(v) else v) for k, v in update.items()}
-    stmt = stmt.on_conflict_do_update(index_elements=conflict, set_=resolved)  # type: ignore[attr-defined]
+    stmt = stmt.on_conflict_do_update(  # type: ignore[attr-defined]
+        index_elements=conflict,
+        set_=resolved,
+        where=where(stmt) if where is not None else None,
+    )
     await conn.execute(stmt, [dict(r) for r in rows])
 
 

@@ -21,7 +21,9 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
     text,
+    true,
 )
 
 # Autoincrement keys: SQLite only autoincrements an INTEGER PRIMARY KEY.
@@ -90,6 +92,8 @@ connections = Table(
     Column("settings", JSON, nullable=False),
     _ts("created_at", nullable=False),
     _ts("disconnected_at"),
+    # Writes to the destination are paced: the next flush does not start before this.
+    _ts("flush_not_before"),
     UniqueConstraint("source_store_id", "destination_store_id", name="uq_connections_pair"),
 )
 
@@ -161,6 +165,13 @@ sync_state = Table(
     Column("last_written", BigInteger, nullable=True),
     Column("write_version", BigInteger, nullable=False, default=0),
     _ts("updated_at", nullable=False),
+    # The platform's time (epoch seconds) of the latest level report taken into last_read:
+    # reports of a level are ordered by it (engine/levels_reported.py).
+    Column("reported_at", BigInteger, nullable=True),
+    # Two reports of the same second disagreed: only a read can tell the level.
+    Column("needs_read", Boolean, nullable=False, default=False, server_default=false()),
+    # The level a write in flight is setting: its echo may arrive before the write is recorded.
+    Column("writing", BigInteger, nullable=True),
 )
 
 # Source items whose level must be read again (coalesced: one row per item, seq bumps).
@@ -170,6 +181,8 @@ source_dirty = Table(
     Column("store_id", ForeignKey("stores.id", ondelete="CASCADE"), primary_key=True),
     Column("item_id", String(255), primary_key=True),
     Column("seq", BigInteger, nullable=False, default=1),
+    # False when reports already gave every shared location's level: no read is needed.
+    Column("must_read", Boolean, nullable=False, default=True, server_default=true()),
 )
 
 # Destination variants whose level must be written (coalesced: one row per link, seq bumps).

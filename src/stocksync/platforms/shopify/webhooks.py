@@ -8,13 +8,14 @@ Shopify relies on:
 * bodies are the REST representation: snake_case fields and ids as JSON integers, which
   exceed 2**53 (``json.loads`` keeps them exact; nothing here goes through a float);
 * topics used: ``inventory_levels/update`` (``inventory_item_id``, ``location_id``,
-  ``available``), ``inventory_levels/disconnect``, ``orders/create|paid|updated|cancelled``
-  (a whole order: ``line_items[]`` with ``id``, ``variant_id``, ``sku``, ``quantity``,
-  ``current_quantity``; ``financial_status``, ``cancelled_at``, ``updated_at``, ``refunds[]``
-  with ``refund_line_items[]``), ``orders/edited`` (``order_edit.order_id``),
-  ``refunds/create`` (a refund with ``order_id`` and ``refund_line_items[]`` carrying
-  ``restock_type``), ``products/create|update`` and ``products/delete`` (``id``),
-  ``locations/create|update|activate|deactivate|delete`` (``id``).
+  ``available``, ``updated_at``), ``inventory_levels/disconnect``,
+  ``orders/create|paid|updated|cancelled`` (a whole order: ``line_items[]`` with ``id``,
+  ``variant_id``, ``sku``, ``quantity``, ``current_quantity``; ``financial_status``,
+  ``cancelled_at``, ``updated_at``, ``refunds[]`` with ``refund_line_items[]``),
+  ``orders/edited`` (``order_edit.order_id``), ``refunds/create`` (a refund with ``order_id``
+  and ``refund_line_items[]`` carrying ``restock_type``), ``products/create|update`` and
+  ``products/delete`` (``id``), ``locations/create|update|activate|deactivate|delete``
+  (``id``).
 
 Ids become decimal text, the same convention as the GraphQL client (see :mod:`.ids`), and
 order quantities follow the client's reading: units ordered after edits, refunds not
@@ -28,6 +29,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from stocksync.domain.events import (
@@ -128,7 +130,26 @@ def _level_update(payload: Mapping[str, Any]) -> InboundEvent:
     available = payload.get("available")
     if available is not None and (isinstance(available, bool) or not isinstance(available, int)):
         raise WebhookPayloadError(f"'available' is not an integer: {available!r}")
-    return LevelChanged(_id(payload, "inventory_item_id"), _id(payload, "location_id"), available)
+    return LevelChanged(
+        _id(payload, "inventory_item_id"),
+        _id(payload, "location_id"),
+        available,
+        _epoch_seconds(payload.get("updated_at")),
+    )
+
+
+def _epoch_seconds(value: Any) -> int | None:
+    """Shopify's ``updated_at`` (``2025-01-01T12:00:00-05:00``, whole seconds). None when it is
+    missing or unreadable: the level is then read instead of trusted, never misordered."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        return None
+    return int(parsed.timestamp())
 
 
 def _level_disconnect(payload: Mapping[str, Any]) -> InboundEvent:

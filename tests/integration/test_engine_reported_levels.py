@@ -1,0 +1,232 @@
+"""Level reports taken as levels, ordered by the platform's time of the change, and paced
+destination writes, on both databases (B14, B18; engine/levels_reported.py).
+
+The in-memory platform's own webhooks carry no time of change (its levels are read); these
+tests deliver reports with one, as Shopify's ``inventory_levels/update`` does."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from stocksync.domain.events import LevelChanged
+from stocksync.engine import levels_reported as reported
+from stocksync.engine.catalog import import_products
+from stocksync.engine.inventory import flush_destination, mark_pending
+from stocksync.engine.levels_reported import Report
+from stocksync.platforms.memory import TOPIC_LEVEL_UPDATE, Delivery, MemoryStore
+from stocksync.storage.tables import connections, flush_pending, stores, variant_links
+from tests.harness import Harness
+from tests.integration.test_engine_support import BACKENDS, fresh_harness, module_database
+
+_ids = itertools.count(1)
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def db_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    with module_database(request.param, tmp_path_factory) as url:
+        yield url
+
+
+@pytest.fixture
+async def h(db_url: str) -> AsyncIterator[Harness]:
+    async with fresh_harness(db_url) as harness:
+        yield harness
+
+
+async def _setup(h: Harness) -> None:
+    """A source with TEE-S and TEE-M (10 units each) imported by one destination."""
+    await h.add_store("source", "source")
+    h.shop("source").add_product("Tee", ["TEE-S", "TEE-M"], available=10)
+    await h.add_store("dest", "destination")
+    record = await h.connect("dest", "source")
+    await import_products(h.rt, record.id)
+    h.world.take_outbox()
+    await h.settle()
+    h.world.reset_counters()
+
+
+def _item(shop: MemoryStore, sku: str) -> str:
+    return shop.variant_by_sku(sku).item_id
+
+
+def _report(shop: MemoryStore, sku: str, available: int, at: int) -> Delivery:
+    """Shopify's report of a level change, with its time (epoch seconds)."""
+    event = LevelChanged(_item(shop, sku), shop.primary_location_id, available, at)
+    return Delivery(shop.ref, f"report-{next(_ids)}", TOPIC_LEVEL_UPDATE, event)
+
+
+async def _change_at_source(h: Harness, sku: str, available: int, at: int) -> Delivery:
+    """The source's level changes; its own webhook is held back, the report returned."""
+    src = h.shop("source")
+    src.set_available(_item(src, sku), src.primary_location_id, available)
+    h.world.take_outbox()
+    return _report(src, sku, available, at)
+
+
+async def test_a_source_report_is_taken_without_reading_the_source(h: Harness) -> None:
+    await _setup(h)
+    report = await _change_at_source(h, "TEE-S", 7, at=1_000)
+    await h.deliver([report])
+    await h.settle()
+    assert h.level("dest", "TEE-S") == 7
+    assert h.shop("source").counters.calls["read_levels"] == 0
+
+
+async def test_reports_out_of_order_end_at_the_newest(h: Harness) -> None:
+    await _setup(h)
+    first = await _change_at_source(h, "TEE-S", 7, at=1_000)
+    second = await _change_at_source(h, "TEE-S", 4, at=1_001)
+    await h.deliver([second])
+    await h.settle()
+    await h.deliver([first])  # late: older than what is known, ignored
+    await h.settle()
+    assert h.level("dest", "TEE-S") == 4
+    assert h.shop("source").counters.calls["read_levels"] == 0
+
+
+async def test_reports_of_one_second_that_disagree_are_settled_by_a_read(h: Harness) -> None:
+    await _setup(h)
+    first = await _change_at_source(h, "TEE-S", 7, at=1_000)
+    second = await _change_at_source(h, "TEE-S", 4, at=1_000)
+    # Delivered newest first: by the reports alone, 7 would look like the last word.
+    await h.deliver([second, first])
+    await h.settle()
+    assert h.level("dest", "TEE-S") == 4
+    assert h.shop("source").counters.calls["read_levels"] == 1
+
+
+async def test_a_report_without_a_time_is_read(h: Harness) -> None:
+    await _setup(h)
+    src = h.shop("source")
+    src.set_available(_item(src, "TEE-S"), src.primary_location_id, 6)
+    h.world.take_outbox()
+    event = LevelChanged(_item(src, "TEE-S"), src.primary_location_id, 99, None)
+    await h.deliver([Delivery(src.ref, "untimed", TOPIC_LEVEL_UPDATE, event)])
+    await h.settle()
+    assert h.level("dest", "TEE-S") == 6  # what the read found, not the 99 reported
+    assert src.counters.calls["read_levels"] == 1
+
+
+async def test_a_stale_destination_report_is_ignored(h: Harness) -> None:
+    await _setup(h)
+    dest = h.shop("dest")
+    await h.deliver([_report(dest, "TEE-S", 10, at=2_000)])  # the echo of the import's write
+    await h.settle()
+    await h.deliver([_report(dest, "TEE-S", 3, at=1_999)])  # from before it: stale
+    await h.settle()
+    assert dest.counters.total_calls == 0
+    assert h.level("dest", "TEE-S") == 10
+
+
+async def test_a_destination_change_is_set_back_with_the_reported_level_as_compare(
+    h: Harness,
+) -> None:
+    await _setup(h)
+    dest = h.shop("dest")
+    dest.set_available(_item(dest, "TEE-S"), dest.primary_location_id, 3)  # a merchant
+    h.world.take_outbox()
+    await h.deliver([_report(dest, "TEE-S", 3, at=2_000)])
+    await h.settle()
+    assert h.level("dest", "TEE-S") == 10
+    # Set back in one write compared against the reported 3: no read, no stale compare.
+    assert dest.counters.calls["read_levels"] == 0
+    assert dest.counters.calls["set_levels"] == 1
+    assert dest.counters.stale_batches == 0
+
+
+async def test_order_and_ties_on_the_recorded_rows(h: Harness) -> None:
+    await _setup(h)
+    async with h.db.connect() as conn:
+        store_id = (
+            await conn.execute(select(stores.c.id).where(stores.c.external_id == "source"))
+        ).scalar_one()
+    loc = "L"
+    now = h.rt.clock()
+
+    async def row() -> reported.LocationLevel:
+        async with h.db.connect() as conn:
+            return (await reported.location_levels(conn, store_id, ["X"], [loc]))[("X", loc)]
+
+    async def put(*reports: Report) -> None:
+        async with h.db.begin() as conn:
+            await reported.record_reports(conn, [(store_id, r) for r in reports], now)
+
+    await put(Report("X", loc, 5, 10))
+    await put(Report("X", loc, 3, 9))  # older
+    assert await row() == reported.LocationLevel(5, 10, False)
+    await put(Report("X", loc, 7, 11), Report("X", loc, 8, 11))  # one second, two levels
+    assert await row() == reported.LocationLevel(7, 11, True)
+    await put(Report("X", loc, 7, 11))  # agreeing with the recorded one changes nothing
+    assert await row() == reported.LocationLevel(7, 11, True)
+    await put(Report("X", loc, 9, 12))  # newer: a level again
+    assert await row() == reported.LocationLevel(9, 12, False)
+
+    # A read is stored only if no report came while it was in flight.
+    async with h.db.connect() as conn:
+        seen = await reported.location_levels(conn, store_id, ["X"], [loc])
+    await put(Report("X", loc, 2, 13))
+    async with h.db.begin() as conn:
+        await reported.record_reads(conn, store_id, seen, {("X", loc): 6}, now)
+    assert await row() == reported.LocationLevel(2, 13, False)
+    async with h.db.connect() as conn:
+        seen = await reported.location_levels(conn, store_id, ["X"], [loc])
+    async with h.db.begin() as conn:
+        await reported.record_reads(conn, store_id, seen, {("X", loc): 6}, now)
+    assert await row() == reported.LocationLevel(6, 13, False)
+
+
+async def test_destination_writes_are_paced(h: Harness) -> None:
+    await _setup(h)
+    h.rt.flush_interval = timedelta(seconds=30)
+    async with h.db.connect() as conn:
+        (connection_id,) = (await conn.execute(select(connections.c.id))).one()
+        links = (
+            await conn.execute(
+                select(variant_links.c.id, variant_links.c.destination_store_id).order_by(
+                    variant_links.c.id
+                )
+            )
+        ).all()
+    src = h.shop("source")
+    src.set_available(_item(src, "TEE-S"), src.primary_location_id, 7)
+    src.set_available(_item(src, "TEE-M"), src.primary_location_id, 8)
+    h.world.take_outbox()
+    async with h.db.begin() as conn:
+        await mark_pending(h.rt, conn, [(connection_id, links[0][0], links[0][1])])
+    await h.rt.queue.drain(h.registry, 30)
+    # Not written: the source's level was not taken again. What matters is the pace.
+    async with h.db.connect() as conn:
+        not_before = (
+            await conn.execute(
+                select(connections.c.flush_not_before).where(connections.c.id == connection_id)
+            )
+        ).scalar_one()
+    assert not_before is not None
+    # A second mark within the interval waits for its turn: the job is not due yet.
+    async with h.db.begin() as conn:
+        await mark_pending(h.rt, conn, [(connection_id, links[1][0], links[1][1])])
+    await h.rt.queue.drain(h.registry, 5)
+    async with h.db.connect() as conn:
+        waiting = (
+            await conn.execute(
+                select(flush_pending.c.variant_link_id).where(
+                    flush_pending.c.connection_id == connection_id
+                )
+            )
+        ).all()
+    assert [w[0] for w in waiting] == [links[1][0]]
+    # Run by hand (as the queue will at its time), it writes.
+    h.rt.flush_interval = timedelta(0)
+    async with h.db.begin() as conn:
+        await conn.execute(connections.update().values(flush_not_before=None))
+    await flush_destination(h.rt, connection_id)
+    async with h.db.connect() as conn:
+        left = (await conn.execute(select(flush_pending.c.variant_link_id))).all()
+    assert left == []
