@@ -16,10 +16,11 @@ from sqlalchemy import select
 from stocksync.domain.events import LevelChanged
 from stocksync.engine import levels_reported as reported
 from stocksync.engine.catalog import import_products
+from stocksync.engine.ingest import Inbound, Ingestor
 from stocksync.engine.inventory import flush_destination, mark_pending
 from stocksync.engine.levels_reported import Report
 from stocksync.platforms.memory import TOPIC_LEVEL_UPDATE, Delivery, MemoryStore
-from stocksync.storage.tables import connections, flush_pending, stores, variant_links
+from stocksync.storage.tables import connections, flush_pending, inbox, stores, variant_links
 from tests.harness import Harness
 from tests.integration.test_engine_support import BACKENDS, fresh_harness, module_database
 
@@ -141,6 +142,23 @@ async def test_a_destination_change_is_set_back_with_the_reported_level_as_compa
     assert dest.counters.stale_batches == 0
 
 
+async def test_a_report_equal_to_the_target_is_not_taken_for_the_destination_level(
+    h: Harness,
+) -> None:
+    """A late report that happens to show the new target must not stand for a write."""
+    await _setup(h)
+    dest = h.shop("dest")
+    await h.deliver([await _change_at_source(h, "TEE-S", 7, at=1_000)])
+    await h.settle()
+    assert h.level("dest", "TEE-S") == 7
+    back = await _change_at_source(h, "TEE-S", 10, at=1_001)
+    # The destination's report of the import's write of 10, delayed until now.
+    late = _report(dest, "TEE-S", 10, at=2_000)
+    await h.deliver([back, late])
+    await h.settle()
+    assert h.level("dest", "TEE-S") == 10
+
+
 async def test_order_and_ties_on_the_recorded_rows(h: Harness) -> None:
     await _setup(h)
     async with h.db.connect() as conn:
@@ -230,3 +248,23 @@ async def test_destination_writes_are_paced(h: Harness) -> None:
     async with h.db.connect() as conn:
         left = (await conn.execute(select(flush_pending.c.variant_link_id))).all()
     assert left == []
+
+
+async def test_echoes_are_answered_without_being_stored(h: Harness) -> None:
+    await _setup(h)
+    dest = h.shop("dest")
+    ingestor = Ingestor(h.rt)
+
+    async def submit(available: int, event_id: str) -> str:
+        event = LevelChanged(_item(dest, "TEE-S"), dest.primary_location_id, available, 2_000)
+        inbound = Inbound("memory", dest.ref, event_id, TOPIC_LEVEL_UPDATE, event, "{}")
+        return (await ingestor.submit(inbound)).outcome
+
+    assert await submit(10, "echo") == "echo"  # the level the import wrote
+    assert await submit(4, "sale") == "recorded"  # anything else takes the full path
+    async with h.db.connect() as conn:
+        kept = (await conn.execute(select(inbox.c.event_id))).scalars().all()
+    assert "echo" not in kept
+    assert "sale" in kept
+    await h.settle()
+    assert h.level("dest", "TEE-S") == 10

@@ -39,6 +39,7 @@ from stocksync.engine.levels_reported import Report
 from stocksync.engine.records import StoreRecord
 from stocksync.engine.runtime import Runtime
 from stocksync.storage.activity import utcnow
+from stocksync.storage.db import reading
 from stocksync.storage.sql import insert_many_ignore
 from stocksync.storage.tables import (
     activity_log,
@@ -49,7 +50,7 @@ from stocksync.storage.tables import (
     variant_links,
 )
 
-Outcome = Literal["recorded", "duplicate", "unknown_store", "ignored", "rejected"]
+Outcome = Literal["recorded", "duplicate", "unknown_store", "ignored", "rejected", "echo"]
 
 
 @dataclass(frozen=True)
@@ -343,56 +344,27 @@ class _Batch:
         """Our own write coming back (an echo) is recognised by comparing with the level we
         last wrote, or are writing; anything else (a sale, a manual change) schedules the
         variant to be set back to the source's level (B15, B18). A report newer than the last
-        one recorded is taken as the destination's level, the compare value of that write (a
-        wrong one only costs a failed compare and a read); an older one is stale and ignored.
-        Fills ``reports`` and ``pending`` (link -> whether the level must be read first)."""
-        pairs = {(s.id, e.item_id) for s, _, e in dests}
-        rows = (
-            await self.conn.execute(
-                select(
-                    variant_links.c.connection_id,
-                    variant_links.c.id,
-                    variant_links.c.destination_store_id,
-                    variant_links.c.destination_item_id,
-                    connections.c.receiving_location,
-                    sync_state.c.last_written,
-                    sync_state.c.writing,
-                    sync_state.c.reported_at,
-                    sync_state.c.last_read,
-                )
-                .join(connections, connections.c.id == variant_links.c.connection_id)
-                .outerjoin(
-                    sync_state,
-                    (sync_state.c.store_id == variant_links.c.destination_store_id)
-                    & (sync_state.c.item_id == variant_links.c.destination_item_id)
-                    & (sync_state.c.location == connections.c.receiving_location),
-                )
-                .where(
-                    tuple_(
-                        variant_links.c.destination_store_id, variant_links.c.destination_item_id
-                    ).in_(list(pairs)),
-                    variant_links.c.status == "active",
-                    connections.c.status == "active",
-                )
-            )
-        ).all()
-        by_pair: dict[tuple[int, str], list[Any]] = defaultdict(list)
-        for r in rows:
-            by_pair[(r[2], r[3])].append(r)
+        one recorded is taken as the destination's level, unconfirmed: the compare value of
+        the next write, which is made even if the level equals the target (a wrong one only
+        costs a failed compare and a read); an older one is stale and ignored. Fills
+        ``reports`` and ``pending`` (link -> whether the level must be read first)."""
+        by_pair = await _destination_links(self.conn, {(s.id, e.item_id) for s, _, e in dests})
         handled: set[int] = set()
         for store, inbox_id, ev in dests:
-            report = _trusted(ev)
-            recorded = False
-            for r in by_pair.get((store.id, ev.item_id), []):
-                if r[4] != ev.location_id:
-                    continue
-                handled.add(inbox_id)
-                if report is not None and not recorded:
-                    reports.append((store.id, report))
-                    recorded = True
+            at_location = [
+                r for r in by_pair.get((store.id, ev.item_id), []) if r[4] == ev.location_id
+            ]
+            if not at_location:
+                continue
+            handled.add(inbox_id)
+            echo = all(_is_echo(ev, r[5], r[6]) for r in at_location)
+            report = _trusted(ev, unconfirmed=not echo)
+            if report is not None:
+                reports.append((store.id, report))
+            for r in at_location:
                 last_written, writing, reported_at, last_read = r[5], r[6], r[7], r[8]
-                if ev.available is not None and ev.available in (last_written, writing):
-                    continue  # an echo of our own write
+                if _is_echo(ev, last_written, writing):
+                    continue
                 link = (r[0], r[1], store.id)
                 if report is None:
                     pending[link] = True
@@ -416,12 +388,100 @@ class _Batch:
             )
 
 
-def _trusted(ev: LevelChanged) -> Report | None:
+async def _destination_links(
+    conn: AsyncConnection, pairs: Iterable[tuple[int, str]]
+) -> dict[tuple[int, str], list[Any]]:
+    """(destination store id, item id) -> its active links: connection id, link id, store id,
+    item id, receiving location, last_written, writing, reported_at, last_read."""
+    rows = (
+        await conn.execute(
+            select(
+                variant_links.c.connection_id,
+                variant_links.c.id,
+                variant_links.c.destination_store_id,
+                variant_links.c.destination_item_id,
+                connections.c.receiving_location,
+                sync_state.c.last_written,
+                sync_state.c.writing,
+                sync_state.c.reported_at,
+                sync_state.c.last_read,
+            )
+            .join(connections, connections.c.id == variant_links.c.connection_id)
+            .outerjoin(
+                sync_state,
+                (sync_state.c.store_id == variant_links.c.destination_store_id)
+                & (sync_state.c.item_id == variant_links.c.destination_item_id)
+                & (sync_state.c.location == connections.c.receiving_location),
+            )
+            .where(
+                tuple_(
+                    variant_links.c.destination_store_id, variant_links.c.destination_item_id
+                ).in_(list(pairs)),
+                variant_links.c.status == "active",
+                connections.c.status == "active",
+            )
+        )
+    ).all()
+    by_pair: dict[tuple[int, str], list[Any]] = defaultdict(list)
+    for r in rows:
+        by_pair[(r[2], r[3])].append(r)
+    return by_pair
+
+
+def _is_echo(ev: LevelChanged, last_written: int | None, writing: int | None) -> bool:
+    """Our own write coming back: the level we last wrote, or are writing (B18)."""
+    return ev.available is not None and ev.available in (last_written, writing)
+
+
+async def recognise_echoes(rt: Runtime, batch: Sequence[Inbound]) -> set[int]:
+    """The positions in ``batch`` of deliveries that are only echoes of our own writes to a
+    destination: level reports equal, at every link of the item at that location, to what we
+    wrote or are writing. They change nothing, so they are answered without a write
+    transaction and not kept in the inbox; with a busy source they are most of the traffic
+    (one per destination per change), and on SQLite every write transaction queues for the
+    one writer. A store that is also a source (a hub) is left to the full path: its levels
+    are its stock too."""
+    candidates = [
+        (n, item)
+        for n, item in enumerate(batch)
+        if isinstance(item.event, LevelChanged) and item.event.available is not None
+    ]
+    if not candidates:
+        return set()
+    async with reading(rt.db) as conn:
+        refs = sorted({(item.platform, item.store_ref) for _, item in candidates})
+        found = {
+            (s.platform, s.external_id): s
+            for s in (
+                StoreRecord.from_row(r)
+                for r in await conn.execute(
+                    select(stores).where(tuple_(stores.c.platform, stores.c.external_id).in_(refs))
+                )
+            )
+            if s.status == "active" and s.is_destination and not s.is_source
+        }
+        eligible = [
+            (n, found[(item.platform, item.store_ref)], item.event)
+            for n, item in candidates
+            if (item.platform, item.store_ref) in found and isinstance(item.event, LevelChanged)
+        ]
+        if not eligible:
+            return set()
+        links = await _destination_links(conn, {(s.id, ev.item_id) for _, s, ev in eligible})
+    echoes: set[int] = set()
+    for n, store, ev in eligible:
+        at_location = [r for r in links.get((store.id, ev.item_id), []) if r[4] == ev.location_id]
+        if at_location and all(_is_echo(ev, r[5], r[6]) for r in at_location):
+            echoes.add(n)
+    return echoes
+
+
+def _trusted(ev: LevelChanged, *, unconfirmed: bool = True) -> Report | None:
     """The report as a level to take, or None when it must be read instead: no level (a
     disconnect), no time of change to order it by, or an implausible quantity."""
     if ev.available is None or ev.changed_at is None or not plausible_quantity(ev.available):
         return None
-    return Report(ev.item_id, ev.location_id, ev.available, ev.changed_at)
+    return Report(ev.item_id, ev.location_id, ev.available, ev.changed_at, unconfirmed)
 
 
 def _text(payload: str | bytes) -> str:
@@ -457,7 +517,12 @@ class Ingestor:
                 self._waiting[self.max_batch :],
             )
             try:
-                results = await ingest_many(self.rt, [item for item, _ in taken])
+                echoes = await recognise_echoes(self.rt, [item for item, _ in taken])
+                for n in echoes:
+                    if not taken[n][1].done():
+                        taken[n][1].set_result(IngestResult("echo"))
+                taken = [t for n, t in enumerate(taken) if n not in echoes]
+                results = await ingest_many(self.rt, [item for item, _ in taken]) if taken else []
             except BaseException as exc:  # every waiter learns of the failure
                 for _, future in taken:
                     if not future.done():

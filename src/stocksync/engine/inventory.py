@@ -347,8 +347,10 @@ class _Pending:
     force_read: bool
     item_id: str
     source_level: int | None
-    known: int | None  # what we last read or wrote at the destination
+    known: int | None  # what we last read or wrote at the destination, or a report said
     last_written: int | None
+    unconfirmed: bool  # ``known`` came from a report: write over it even if it is the target
+    reported_at: int | None  # of the last report taken at the destination, when loaded
     active: bool
     downstream: bool  # the destination is itself a source (a hub)
 
@@ -367,6 +369,8 @@ async def _load_pending(
             src.c.last_read,
             dst.c.last_read,
             dst.c.last_written,
+            dst.c.unconfirmed,
+            dst.c.reported_at,
             and_(
                 variant_links.c.status == "active",
                 func.coalesce(product_links.c.status, "active") == "active",
@@ -405,7 +409,9 @@ async def _load_pending(
             source_level=r[4],
             known=r[5],
             last_written=r[6],
-            active=bool(r[7]),
+            unconfirmed=bool(r[7]),
+            reported_at=r[8],
+            active=bool(r[9]),
             downstream=False,
         )
         for r in rows
@@ -571,7 +577,8 @@ async def flush_destination(rt: Runtime, connection_id: int) -> int:
                 if known.get(item) is not None and fresh.get((item, location)) != known[item]:
                     drift[item] = (fresh.get((item, location)), targets[item])
                 known[item] = fresh.get((item, location))
-        changed = {i: t for i, t in targets.items() if known.get(i) != t}
+        unconfirmed = {p.item_id for p in work if p.unconfirmed and p.item_id not in must_read}
+        changed = {i: t for i, t in targets.items() if known.get(i) != t or i in unconfirmed}
         if changed:
             await _note_writing(rt, dest.id, location, changed)
         try:
@@ -594,9 +601,10 @@ async def flush_destination(rt: Runtime, connection_id: int) -> int:
                 )
             return written_total
         now = rt.clock()
+        reported_at = {p.item_id: p.reported_at for p in work}
         async with rt.db.begin() as conn:
             state_rows: list[dict[str, Any]] = []
-            for item, target in targets.items():
+            for item, target in sorted(targets.items()):
                 level = written.get(item, observed.get(item, known.get(item)))
                 if level is None:
                     continue
@@ -610,9 +618,17 @@ async def flush_destination(rt: Runtime, connection_id: int) -> int:
                         "last_written": target if item in written else None,
                         "write_version": 1 if item in written else 0,
                         "writing": None,
+                        "unconfirmed": False,
+                        "reported_at": reported_at.get(item),
                         "updated_at": now,
                     }
                 )
+            # A report taken while we wrote is newer than what we know: it stands (the
+            # variant is pending again), and our write's echo is still recognised by
+            # ``writing``.
+            untouched = lambda s: sync_state.c.reported_at.is_not_distinct_from(  # noqa: E731
+                s.excluded.reported_at
+            )
             await upsert(
                 conn,
                 sync_state,
@@ -623,8 +639,10 @@ async def flush_destination(rt: Runtime, connection_id: int) -> int:
                     "last_written": excluded("last_written"),
                     "write_version": sync_state.c.write_version + 1,
                     "writing": None,
+                    "unconfirmed": False,
                     "updated_at": excluded("updated_at"),
                 },
+                where=untouched,
             )
             await upsert(
                 conn,
@@ -634,8 +652,10 @@ async def flush_destination(rt: Runtime, connection_id: int) -> int:
                 update={
                     "last_read": excluded("last_read"),
                     "read_version": sync_state.c.read_version + 1,
+                    "unconfirmed": False,
                     "updated_at": excluded("updated_at"),
                 },
+                where=untouched,
             )
             if written and dest.is_source:
                 # A hub: what we wrote is its stock too, to be sent further down the chain.

@@ -39,6 +39,8 @@ class Report:
     location_id: str
     available: int
     changed_at: int
+    # Not the echo of a write of ours: a destination confirms it by writing over it.
+    unconfirmed: bool = True
 
 
 @dataclass(frozen=True)
@@ -73,11 +75,19 @@ async def record_reports(
             "read_version": 1,
             "reported_at": r.changed_at,
             "needs_read": False,
+            "unconfirmed": r.unconfirmed,
             "updated_at": now,
         }
         for store_id, r in sorted(
             set(reports),
-            key=lambda x: (x[0], x[1].item_id, x[1].location_id, x[1].changed_at, x[1].available),
+            key=lambda x: (
+                x[0],
+                x[1].item_id,
+                x[1].location_id,
+                x[1].changed_at,
+                x[1].available,
+                x[1].unconfirmed,
+            ),
         )
     ]
 
@@ -101,6 +111,9 @@ async def record_reports(
             ),
             "needs_read": lambda s: case(
                 (_newer(s), false()), (disagrees(s), True), else_=sync_state.c.needs_read
+            ),
+            "unconfirmed": lambda s: case(
+                (_newer(s), s.excluded.unconfirmed), else_=sync_state.c.unconfirmed
             ),
             "read_version": sync_state.c.read_version + 1,
             "updated_at": excluded("updated_at"),
@@ -159,6 +172,7 @@ async def record_reads(
             "read_version": 1,
             "reported_at": before.reported_at if before is not None else None,
             "needs_read": False,
+            "unconfirmed": False,
             "updated_at": now,
         }
         for (item, loc), before in sorted(seen.items())
@@ -173,6 +187,7 @@ async def record_reads(
         update={
             "last_read": excluded("last_read"),
             "needs_read": False,
+            "unconfirmed": False,
             "read_version": sync_state.c.read_version + 1,
             "updated_at": excluded("updated_at"),
         },

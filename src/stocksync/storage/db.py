@@ -18,6 +18,10 @@ from stocksync.config import async_url
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
+_READ_ONLY = "stocksync_read_only"
+_HOLDS_WRITER = "stocksync_holds_writer"
+
+
 def is_sqlite(engine: AsyncEngine | AsyncConnection) -> bool:
     return engine.dialect.name == "sqlite"
 
@@ -65,19 +69,33 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
+        if conn.get_execution_options().get(_READ_ONLY):
+            # A reader takes a snapshot at its first read and never waits for the writer.
+            conn.exec_driver_sql("BEGIN")
+            return
         await_only(writers.acquire())
         try:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
         except BaseException:
             writers.release()
             raise
+        conn.info[_HOLDS_WRITER] = True
 
-    def _release(_conn: Any) -> None:
-        if writers.locked():
+    def _release(conn: Any) -> None:
+        if conn.info.pop(_HOLDS_WRITER, False):
             writers.release()
 
     event.listen(engine.sync_engine, "commit", _release)
     event.listen(engine.sync_engine, "rollback", _release)
+
+
+@asynccontextmanager
+async def reading(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A transaction that only reads: on SQLite it neither takes nor waits for the write lock
+    (WAL readers see the last committed state), so it is never delayed by a writer."""
+    async with engine.connect() as conn:
+        await conn.execution_options(**{_READ_ONLY: True})
+        yield conn
 
 
 @asynccontextmanager

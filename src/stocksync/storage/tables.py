@@ -172,6 +172,9 @@ sync_state = Table(
     Column("needs_read", Boolean, nullable=False, default=False, server_default=false()),
     # The level a write in flight is setting: its echo may arrive before the write is recorded.
     Column("writing", BigInteger, nullable=True),
+    # last_read came from a level report, not from a read or a write of ours: a destination
+    # writes it again (compared with it) even when it already equals the target.
+    Column("unconfirmed", Boolean, nullable=False, default=False, server_default=false()),
 )
 
 # Source items whose level must be read again (coalesced: one row per item, seq bumps).

@@ -23,6 +23,10 @@ def upgrade() -> None:
     )
     op.add_column("sync_state", sa.Column("writing", sa.BigInteger(), nullable=True))
     op.add_column(
+        "sync_state",
+        sa.Column("unconfirmed", sa.Boolean(), nullable=False, server_default=sa.false()),
+    )
+    op.add_column(
         "source_dirty",
         sa.Column("must_read", sa.Boolean(), nullable=False, server_default=sa.true()),
     )
@@ -37,6 +41,7 @@ def downgrade() -> None:
     with op.batch_alter_table("source_dirty") as batch:
         batch.drop_column("must_read")
     with op.batch_alter_table("sync_state") as batch:
+        batch.drop_column("unconfirmed")
         batch.drop_column("writing")
         batch.drop_column("needs_read")
         batch.drop_column("reported_at")
