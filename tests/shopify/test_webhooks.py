@@ -72,7 +72,8 @@ async def test_sandbox_deliveries_parse_to_what_the_client_reads(
         assert verify_hmac([APP_SECRET], received.body, header)
     events = [(r.topic, parse_webhook(r.topic, r.body)) for r in receiver.items]
     levels = [e for t, e in events if t == "inventory_levels/update"]
-    assert LevelChanged(item, env.warehouse, 8) in levels
+    assert (item, env.warehouse, 8) in [(e.item_id, e.location_id, e.available) for e in levels]
+    assert all(isinstance(e, LevelChanged) and e.changed_at is not None for e in levels)
     assert ("products/create", ProductChanged(product_id)) in events
     assert ("products/delete", ProductDeleted(product_id)) in events
     assert ("orders/edited", OrderEdited(number(placed["id"]))) in events
@@ -135,8 +136,13 @@ REFUND = b"""{
 
 
 def test_documented_inventory_level_update() -> None:
+    # 2025-01-01T15:00:00Z: the time of the change, whole seconds since the epoch.
     assert parse_webhook("inventory_levels/update", LEVEL_UPDATE) == LevelChanged(
-        "9223372036854775001", "9007199254740993", 6
+        "9223372036854775001", "9007199254740993", 6, 1_735_743_600
+    )
+    no_time = LEVEL_UPDATE.replace(b"2025-01-01T10:00:00-05:00", b"yesterday")
+    assert parse_webhook("inventory_levels/update", no_time) == LevelChanged(
+        "9223372036854775001", "9007199254740993", 6, None
     )
     disconnect = b'{"inventory_item_id": 9223372036854775001, "location_id": 9007199254740993}'
     assert parse_webhook("inventory_levels/disconnect", disconnect) == LevelChanged(

@@ -22,8 +22,7 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import httpx
-
+from stocksync.sandbox.http_post import DeliveryError, KeepAlivePoster
 from stocksync.sandbox.ids import gid
 from stocksync.sandbox.timefmt import iso_z
 
@@ -36,11 +35,8 @@ log = logging.getLogger("stocksync.sandbox.webhooks")
 # Delays before each of the 8 retries: about 3.9 hours in total.
 RETRY_DELAYS = (10.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0)
 DELIVERY_TIMEOUT = 5.0
-# Deliveries on the wire at once, each on a kept-alive connection; more wait on a semaphore.
-# httpx's pool matches every queued request against every connection whenever a request is
-# added or finishes: thousands queued there (a burst of level changes) cost quadratic CPU and
-# stall the event loop that also serves the Admin API, and even a wide pool costs more CPU
-# than the deliveries themselves.
+# Deliveries on the wire at once, each on a kept-alive connection; more wait their turn
+# (see http_post.py for why deliveries do not go through a general HTTP client).
 MAX_DELIVERIES_IN_FLIGHT = 16
 PRIVACY_TOPICS = ("customers/data_request", "customers/redact", "shop/redact")
 
@@ -110,11 +106,10 @@ class WebhookDispatcher:
         self.sandbox = sandbox
         self.subscriptions: dict[str, dict[int, Subscription]] = {}
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.client: httpx.AsyncClient | None = None
+        self.client: KeepAlivePoster | None = None
         self.tasks: set[asyncio.Task[None]] = set()
         self._backlog: list[Delivery] = []
         self.timeout = DELIVERY_TIMEOUT
-        self._in_flight = asyncio.Semaphore(MAX_DELIVERIES_IN_FLIGHT)
         self.log: list[dict[str, Any]] = []  # every attempt, for the admin endpoint and tests
 
     # ------------------------------------------------------------ subscriptions
@@ -212,15 +207,7 @@ class WebhookDispatcher:
 
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
-        self._in_flight = asyncio.Semaphore(MAX_DELIVERIES_IN_FLIGHT)  # bound to this loop
-        self.client = httpx.AsyncClient(
-            timeout=self.timeout,
-            trust_env=False,
-            limits=httpx.Limits(
-                max_connections=MAX_DELIVERIES_IN_FLIGHT,
-                max_keepalive_connections=MAX_DELIVERIES_IN_FLIGHT,
-            ),
-        )
+        self.client = KeepAlivePoster(MAX_DELIVERIES_IN_FLIGHT, self.timeout)  # on this loop
         backlog, self._backlog = self._backlog, []
         for delivery in backlog:
             self._spawn(self._start(delivery))
@@ -296,12 +283,8 @@ class WebhookDispatcher:
         }
         status: int | None
         try:
-            async with self._in_flight:
-                response = await self.client.post(
-                    delivery.url, content=delivery.body, headers=headers
-                )
-            status = response.status_code
-        except httpx.HTTPError as exc:
+            status = await self.client.post(delivery.url, delivery.body, headers)
+        except DeliveryError as exc:
             status = None
             log.debug("webhook to %s failed: %s", delivery.url, exc)
         self._record(delivery, "delivered" if status and 200 <= status < 300 else "failed", status)
