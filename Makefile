@@ -19,7 +19,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	rm -rf .test-reports
-	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 tests
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist worksteal tests
 	@$(BIN)/python -m tests.report
 
 lint: $(STAMP)

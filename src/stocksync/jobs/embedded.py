@@ -68,7 +68,7 @@ from stocksync.jobs.queue import (
     worker_name,
 )
 from stocksync.jobs.retry import ExponentialBackoff, describe_error, is_final, record_dead_letter
-from stocksync.storage.db import is_sqlite
+from stocksync.storage.db import is_sqlite, reading
 from stocksync.storage.tables import jobs
 
 logger = logging.getLogger(__name__)
@@ -81,6 +81,10 @@ _PRUNE_EVERY_SECONDS = 60.0
 # After a database error in a long-running worker: wait, then try again.
 _ERROR_PAUSE_SECONDS = 1.0
 _RELEASE_TIMEOUT_SECONDS = 5.0
+
+
+# A scheduled job is started this much after its time at the earliest: not a busy loop.
+_SOONEST_WAKE_SECONDS = 0.005
 
 
 def utcnow() -> datetime:
@@ -192,6 +196,7 @@ class EmbeddedJobQueue:
             .returning(jobs.c.id)
         )
         if (await conn.execute(stmt)).scalar_one_or_none() is None:
+            # SQLite has one writer (BEGIN IMMEDIATE): no fetch takes that job before we commit.
             return False
         # The caller has not committed yet, so a worker woken now may miss the job; it then
         # finds it at its next poll, one short interval later.
@@ -458,6 +463,26 @@ class EmbeddedJobQueue:
             except SQLAlchemyError:
                 logger.exception("could not renew the leases of worker %s", worker)
 
+    async def _next_due_in(self) -> float:
+        """Seconds until the next job scheduled in the future falls due, at most one poll
+        interval: a debounced or paced job then starts on time, not up to a poll late."""
+        now = self._now()
+        try:
+            async with reading(self.engine) as conn:
+                first = await conn.scalar(
+                    select(func.min(jobs.c.scheduled_at)).where(
+                        jobs.c.queue == self.queue_name,
+                        jobs.c.status == "todo",
+                        jobs.c.scheduled_at > now,
+                    )
+                )
+        except SQLAlchemyError:
+            return self.poll_interval
+        if first is None:
+            return self.poll_interval
+        wait = (_aware(first) - now).total_seconds()
+        return min(self.poll_interval, max(_SOONEST_WAKE_SECONDS, wait))
+
     async def _quiet(self) -> bool:
         """No job running anywhere and none due within the drain horizon."""
         due = self._now() + self.drain_horizon
@@ -528,8 +553,11 @@ class EmbeddedJobQueue:
                     logger.exception("job worker %s: database error, retrying", worker)
                     await asyncio.sleep(_ERROR_PAUSE_SECONDS)
                     continue
+                pause = self.poll_interval
+                if len(running) < concurrency:
+                    pause = await self._next_due_in()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wakeup.wait(), timeout=self.poll_interval)
+                    await asyncio.wait_for(wakeup.wait(), timeout=pause)
         finally:
             self._wakeups.discard(wakeup)
             heartbeat.cancel()
