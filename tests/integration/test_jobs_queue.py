@@ -17,8 +17,8 @@ from typing import Any
 import procrastinate
 import psycopg
 import pytest
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from stocksync.jobs.embedded import EmbeddedJobQueue
 from stocksync.jobs.pg import (
@@ -652,6 +652,172 @@ async def test_procrastinate_sweep_dead_letters_a_lost_final_attempt(pg_db: Db) 
     assert (level, kind, details["attempts"]) == ("error", "job_dead_lettered", 1)
     assert "no heartbeat" in details["error"]
     assert retry == {"task": "record", "args": {"key": "poison"}}
+
+
+async def backend_pid(conn: AsyncConnection) -> int:
+    return int(await conn.scalar(text("SELECT pg_backend_pid()")))
+
+
+async def until_blocked(engine: AsyncEngine, pid: int, by: int, task: asyncio.Task[Any]) -> None:
+    """Return once backend ``pid`` waits for a lock held by backend ``by``.
+
+    Fails if ``task`` (the one that should be waiting) ends first, or after a deadline.
+    """
+    deadline = time.monotonic() + 10.0
+    async with engine.connect() as conn:
+        while True:
+            blocked = await conn.scalar(
+                text("SELECT CAST(:by AS integer) = ANY(pg_blocking_pids(:pid))"),
+                {"pid": pid, "by": by},
+            )
+            await conn.rollback()
+            if blocked:
+                return
+            assert not task.done(), f"did not wait for backend {by}: {task.result()!r}"
+            assert time.monotonic() < deadline, f"backend {pid} never waited for backend {by}"
+            await asyncio.sleep(0.01)
+
+
+async def fetch_in(conn: AsyncConnection, queue: ProcrastinateJobQueue) -> int | None:
+    """A worker's fetch, on ``conn`` and in its transaction (no worker id)."""
+    job_id = await conn.scalar(
+        text("SELECT id FROM procrastinate_fetch_job_v2(CAST(:queues AS varchar[]), NULL)"),
+        {"queues": [queue.queue_name]},
+    )
+    return None if job_id is None else int(job_id)
+
+
+async def test_procrastinate_coalesced_job_is_not_fetched_before_the_enqueuer_commits(
+    pg_db: Db,
+) -> None:
+    # The coalesced job must see what the enqueuing transaction wrote (here an inbox row):
+    # a worker that took it before that transaction committed would miss it for good.
+    queue = pg_db.queue()
+    assert isinstance(queue, ProcrastinateJobQueue)
+    async with pg_db.engine.begin() as conn:
+        assert await queue.enqueue(conn, "record", {"key": "a"}, queueing_lock="flush:7") is True
+    app = queue.build_app(Recorder().registry())
+    async with app.open_async():
+        worker_id = await app.job_manager.register_worker()
+        async with pg_db.engine.connect() as webhook:
+            await add_inbox_row(webhook, "e1")
+            assert (
+                await queue.enqueue(webhook, "record", {"key": "b"}, queueing_lock="flush:7")
+                is False
+            )
+            assert await app.job_manager.fetch_job([queue.queue_name], worker_id) is None
+            await webhook.commit()
+        job = await app.job_manager.fetch_job([queue.queue_name], worker_id)
+    assert job is not None
+    assert job.task_kwargs == {"key": "a"}
+    assert await queue.counts() == counts(doing=1)
+
+
+async def test_procrastinate_enqueue_during_a_fetch_of_the_waiting_job_adds_a_job(
+    pg_db: Db,
+) -> None:
+    queue = pg_db.queue()
+    assert isinstance(queue, ProcrastinateJobQueue)
+    async with pg_db.engine.begin() as conn:
+        assert await queue.enqueue(conn, "record", {"key": "a"}, queueing_lock="flush:7") is True
+    async with pg_db.engine.connect() as fetcher, pg_db.engine.connect() as webhook:
+        # A worker in the middle of its fetch: the job is taken, not committed yet.
+        assert await fetch_in(fetcher, queue) is not None
+        enqueue = asyncio.create_task(
+            queue.enqueue(webhook, "record", {"key": "b"}, queueing_lock="flush:7")
+        )
+        await until_blocked(
+            pg_db.engine, await backend_pid(webhook), await backend_pid(fetcher), enqueue
+        )
+        await fetcher.commit()
+        # The job it found is running now: a new one is needed, and kept.
+        assert await asyncio.wait_for(enqueue, 10) is True
+        await webhook.commit()
+    assert await queue.counts() == counts(todo=1, doing=1)
+
+
+async def test_procrastinate_enqueue_after_a_queueing_lock_conflict_holds_the_other_job(
+    pg_db: Db,
+) -> None:
+    queue = pg_db.queue()
+    assert isinstance(queue, ProcrastinateJobQueue)
+    app = queue.build_app(Recorder().registry())
+    async with app.open_async():
+        worker_id = await app.job_manager.register_worker()
+        async with pg_db.engine.connect() as first, pg_db.engine.connect() as second:
+            # ``first`` enqueues and has not committed: ``second`` cannot see its job, inserts
+            # one too and waits on the unique index for ``first`` to end.
+            assert await queue.enqueue(first, "record", {"key": "a"}, queueing_lock="q") is True
+            enqueue = asyncio.create_task(
+                queue.enqueue(second, "record", {"key": "b"}, queueing_lock="q")
+            )
+            await until_blocked(
+                pg_db.engine, await backend_pid(second), await backend_pid(first), enqueue
+            )
+            await first.commit()
+            assert await asyncio.wait_for(enqueue, 10) is False
+            # ``second`` coalesced onto ``first``'s job: held until ``second`` commits.
+            assert await app.job_manager.fetch_job([queue.queue_name], worker_id) is None
+            await second.commit()
+        job = await app.job_manager.fetch_job([queue.queue_name], worker_id)
+    assert job is not None
+    assert job.task_kwargs == {"key": "a"}
+    assert await queue.counts() == counts(doing=1)
+
+
+async def test_procrastinate_enqueue_after_a_conflict_with_a_job_fetched_since_adds_a_job(
+    pg_db: Db, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    queue = pg_db.queue()
+    assert isinstance(queue, ProcrastinateJobQueue)
+    app = queue.build_app(Recorder().registry())
+    hold_waiting = queue._hold_waiting
+    holds = 0
+
+    async def hold_after_a_fetch(conn: AsyncConnection, queueing_lock: str) -> bool:
+        # Between the conflict and the next look, a worker takes the job that conflicted.
+        nonlocal holds
+        holds += 1
+        if holds == 2:
+            assert await app.job_manager.fetch_job([queue.queue_name], worker_id) is not None
+        return await hold_waiting(conn, queueing_lock)
+
+    async with app.open_async():
+        worker_id = await app.job_manager.register_worker()
+        async with pg_db.engine.connect() as first, pg_db.engine.connect() as second:
+            assert await queue.enqueue(first, "record", {"key": "a"}, queueing_lock="q") is True
+            monkeypatch.setattr(queue, "_hold_waiting", hold_after_a_fetch)
+            enqueue = asyncio.create_task(
+                queue.enqueue(second, "record", {"key": "b"}, queueing_lock="q")
+            )
+            await until_blocked(
+                pg_db.engine, await backend_pid(second), await backend_pid(first), enqueue
+            )
+            await first.commit()
+            assert await asyncio.wait_for(enqueue, 10) is True
+            await second.commit()
+    assert holds == 2
+    assert await queue.counts() == counts(todo=1, doing=1)
+
+
+async def test_procrastinate_enqueue_gives_up_when_the_queueing_lock_never_settles(
+    pg_db: Db, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    queue = pg_db.queue()
+    assert isinstance(queue, ProcrastinateJobQueue)
+    async with pg_db.engine.begin() as conn:
+        assert await queue.enqueue(conn, "record", {"key": "a"}, queueing_lock="q") is True
+
+    async def never_held(conn: AsyncConnection, queueing_lock: str) -> bool:
+        return False
+
+    monkeypatch.setattr(queue, "_hold_waiting", never_held)
+    async with pg_db.engine.connect() as conn:
+        with pytest.raises(RuntimeError, match="queueing lock 'q'"):
+            await queue.enqueue(conn, "record", {"key": "b"}, queueing_lock="q")
+        # Only the savepoints rolled back: the caller's transaction is still usable.
+        assert await conn.scalar(text("SELECT 1")) == 1
+    assert await queue.counts() == counts(todo=1)
 
 
 async def test_procrastinate_schema_is_created_once(pg_url: str) -> None:

@@ -6,7 +6,22 @@ wake-ups and worker heartbeats. We add, around it:
 - ``enqueue`` on *our* SQLAlchemy connection, inside a SAVEPOINT: a queueing-lock conflict is
   a unique violation, and without the savepoint it would abort the caller's whole transaction
   (the webhook's inbox row included). With it, only the savepoint rolls back and ``enqueue``
-  returns False.
+  returns False. Coalescing onto a waiting job locks it ``FOR SHARE`` until the caller's
+  transaction ends: a worker taking it earlier would run it without what that transaction
+  wrote (READ COMMITTED), and nothing would run for it afterwards. Workers fetch with ``FOR
+  UPDATE SKIP LOCKED`` and pass over a held job; they take it at their next poll after the
+  commit (no notification is sent for it). Share locks do not conflict with each other, and
+  nothing else waits on a held job but for one case: retry (procrastinate's, the sweep's),
+  ``_DROP_QUEUEING_LOCK``, finish and the recovery only touch ``doing`` (or ``failed``) jobs,
+  pruning only finished ones, and we never cancel. The case: deleting a worker (unregistered
+  at shutdown, pruned as stalled by the sweep or at a worker's start) sets ``worker_id`` to
+  NULL, through the foreign key, on every job it ran, ``todo`` jobs awaiting a retry included.
+  It waits for our commit, and it deadlocks only if our transaction then coalesces onto
+  another such job it has already updated; PostgreSQL then aborts one side: the caller's
+  transaction, or the deletion (the sweep prunes again later, a worker that could not
+  unregister is pruned as stalled, one that could not prune at its start stops with an
+  error). The caller's transaction must be READ COMMITTED (the default): under REPEATABLE
+  READ, holding a job that a worker took since the snapshot is a serialization failure.
 - retries with exponential backoff and jitter (``jobs.retry``), the same decision as the
   embedded queue, and an activity-log entry when a job is given up.
 - the stalled-job sweep. procrastinate never runs again a job whose worker died: the job stays
@@ -139,10 +154,19 @@ class BackoffRetryStrategy(BaseRetryStrategy):
         return RetryDecision(retry_at=self.clock() + delay)
 
 
-_WAITING = text(
-    "SELECT EXISTS (SELECT 1 FROM procrastinate_jobs"
-    " WHERE queueing_lock = :queueing_lock AND status = 'todo')"
+# The waiting job with this queueing lock, if any, held in ``todo`` until our transaction ends.
+# procrastinate_fetch_job_v2 picks its job with ``FOR UPDATE OF jobs SKIP LOCKED``, which
+# skips a row held ``FOR SHARE``. (``FOR KEY SHARE`` would not hold it: the fetch's UPDATE of
+# the status is not a key update.) A worker in the middle of a fetch holds the row ``FOR
+# UPDATE``: we wait for it, and READ COMMITTED then re-checks the WHERE on the new version,
+# ``doing``, so no row comes back and a new job is inserted.
+_HOLD_WAITING = text(
+    "SELECT id FROM procrastinate_jobs"
+    " WHERE queueing_lock = :queueing_lock AND status = 'todo' FOR SHARE"
 )
+# Each failed attempt means a job with our queueing lock was committed by another transaction
+# and taken by a worker between our insert and our next look: a few in a row do not happen.
+_ENQUEUE_ATTEMPTS = 5
 _DEFER = text(
     """
     SELECT unnest(procrastinate_defer_jobs_v1(ARRAY[ROW(
@@ -270,7 +294,12 @@ class ProcrastinateJobQueue:
         schedule_at: datetime | None = None,
         priority: int = 0,
     ) -> bool:
-        """Defer in the caller's transaction, through procrastinate's own SQL function."""
+        """Defer in the caller's transaction, through procrastinate's own SQL function.
+
+        False when a job with ``queueing_lock`` already waits; that job is then held (see the
+        module docstring) until the caller's transaction ends, so it runs after, and sees,
+        what the caller wrote.
+        """
         if schedule_at is not None and schedule_at.tzinfo is None:
             raise ValueError("schedule_at must be timezone-aware")
         params = {
@@ -282,21 +311,35 @@ class ProcrastinateJobQueue:
             "args": json.dumps(dict(args)),
             "scheduled_at": schedule_at,
         }
-        if queueing_lock is not None:
+        for _ in range(_ENQUEUE_ATTEMPTS):
             # The common case in a burst: the job is already waiting. One indexed read then
-            # spares a savepoint, a failing insert and its rollback.
-            waiting = await conn.scalar(_WAITING, {"queueing_lock": queueing_lock})
-            if waiting:
+            # spares a savepoint, a failing insert and its rollback. It runs here, outside
+            # any savepoint: rolling a savepoint back releases the row locks taken in it.
+            if queueing_lock is not None and await self._hold_waiting(conn, queueing_lock):
                 return False
-        try:
-            async with conn.begin_nested():
-                await conn.execute(_DEFER, params)
-        except IntegrityError as exc:
-            diag = getattr(exc.orig, "diag", None)
-            if getattr(diag, "constraint_name", None) != QUEUEING_LOCK_CONSTRAINT:
-                raise
-            return False
-        return True
+            try:
+                async with conn.begin_nested():
+                    await conn.execute(_DEFER, params)
+            except IntegrityError as exc:
+                diag = getattr(exc.orig, "diag", None)
+                if getattr(diag, "constraint_name", None) != QUEUEING_LOCK_CONSTRAINT:
+                    raise
+                # A job with this queueing lock was committed since we looked: hold it, or
+                # insert again if a worker has already taken it.
+                continue
+            return True
+        raise RuntimeError(
+            f"could not enqueue {task!r} with queueing lock {queueing_lock!r}: after"
+            f" {_ENQUEUE_ATTEMPTS} attempts, neither a waiting job to hold nor room for a new one"
+        )
+
+    async def _hold_waiting(self, conn: AsyncConnection, queueing_lock: str) -> bool:
+        """Lock the waiting job with ``queueing_lock`` until ``conn``'s transaction ends.
+
+        False when no job with it waits (none, or it was taken by a worker meanwhile).
+        """
+        held = await conn.scalar(_HOLD_WAITING, {"queueing_lock": queueing_lock})
+        return held is not None
 
     # -- the procrastinate app -------------------------------------------------------------
 
