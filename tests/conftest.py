@@ -107,3 +107,22 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield f"sqlite:///{tmp_path / 'stocksync.db'}"
     else:
         yield request.getfixturevalue("pg_url")
+
+
+# The two longest tests (the in-memory stateful test on each database, 10 to 17 minutes) lead
+# the two halves that `make test` hands its two workers (`--dist worksteal` splits the
+# collection in contiguous halves, then moves tests from the end of one to the other): each
+# starts at once, on its own worker, and the rest fills in around them.
+_LONGEST = (
+    "test_stateful.py::test_stateful_exactly_once_and_convergence[postgres]",
+    "test_stateful.py::test_stateful_exactly_once_and_convergence[sqlite]",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    longest = [i for name in _LONGEST for i in items if i.nodeid.endswith(name)]
+    if len(longest) != len(_LONGEST):
+        return  # a selection without them
+    rest = [i for i in items if i not in longest]
+    half = len(items) // 2
+    items[:] = [longest[0], *rest[: half - 1], longest[1], *rest[half - 1 :]]
