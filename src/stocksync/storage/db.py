@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -19,7 +20,6 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
 _READ_ONLY = "stocksync_read_only"
-_HOLDS_WRITER = "stocksync_holds_writer"
 
 
 def is_sqlite(engine: AsyncEngine | AsyncConnection) -> bool:
@@ -66,6 +66,10 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
     # webhook transactions would starve the job worker. In one process, writers queue on a
     # fair lock instead; between processes, the busy timeout still applies.
     writers = asyncio.Lock()
+    # The connections holding ``writers``: a reader's commit must not release a writer's lock.
+    # (Not ``conn.info``: an invalidated connection, say one cancelled mid-query, raises on
+    # access to it while its rollback is being handled.)
+    holders: weakref.WeakSet[Any] = weakref.WeakSet()
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
@@ -79,10 +83,11 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         except BaseException:
             writers.release()
             raise
-        conn.info[_HOLDS_WRITER] = True
+        holders.add(conn)
 
     def _release(conn: Any) -> None:
-        if conn.info.pop(_HOLDS_WRITER, False):
+        if conn in holders:
+            holders.discard(conn)
             writers.release()
 
     event.listen(engine.sync_engine, "commit", _release)
