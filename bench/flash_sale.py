@@ -1,0 +1,410 @@
+"""Flash sale: paid orders on the destinations reaching the source and every other destination.
+
+The stores are set up as in ``shopify_propagation.py`` (one source seeded with ``--variants``
+variants at one location, imported by stocksync into ``--destinations`` destination shops,
+every shop on the same plan and answering every API call after ``--latency-ms``; stocksync's
+web and worker processes with the product's default settings, on SQLite or a fresh PostgreSQL
+database). Then customers buy: ``--rate`` paid orders per second for ``--seconds`` seconds,
+each of one variant (1 or 2 units, seeded) drawn from ``--hot`` variants, on a destination
+drawn at random. Each order is a checkout on the destination's sandbox state, as Shopify
+makes it: the destination's level goes down at once (its ``inventory_levels/update``), then
+``orders/create`` and ``orders/paid`` go out. A checkout the destination refuses (it shows
+fewer units than asked, policy DENY) is a sale that did not happen: counted, not measured.
+
+What is measured
+- Sale latency: for the k-th sale of a variant (``S_k`` units of it sold so far, this one
+  included), the time from the checkout until the source and every destination other than
+  the seller show at most ``start - S_k`` units of it (every store starts at the source's
+  level, buffer 0, and nothing else changes the levels during the run). The seller shows it
+  at once. Its largest value over those stores is the sale's latency; never shown: infinite.
+- Re-opened stock: during the run every true change is a decrease, so a level of any store
+  that goes up is stock shown for sale again; counted with the largest number of units
+  re-opened at once (B24 wants none).
+- Source adjustment calls: adjustment groups recorded on the source (one per
+  ``inventoryAdjustQuantities`` call), against the sales made; and the sandbox's counters
+  (requests, points, throttled answers) per shop from the first sale until stocksync settled.
+- Exactness at the end: the source at its starting level minus the units sold, and every
+  destination equal to the source, for every variant.
+
+Run ``shopify_propagation.py --strategy stocksync`` beside it in the same sitting to compare
+source-change propagation (see bench/README.md).
+
+Usage: .venv/bin/python bench/flash_sale.py [--seconds 60] [--rate 20] [--variants 2000]
+       [--hot 200] [--destinations 5] [--latency-ms 50] [--seed 1] [--plan standard]
+       [--database-url postgresql://...] [--drain-seconds 120] [--setting NAME=VALUE ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import random
+import secrets
+import statistics
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy.engine import make_url
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from engine_throughput import percentile
+from shopify_propagation import (
+    SETUP_TIMEOUT,
+    SOURCE,
+    VARIANTS_PER_PRODUCT,
+    Options,
+    build_sandbox,
+    counters,
+    cpu_seconds,
+    database,
+    dest_mappings,
+    dest_name,
+    differing,
+    level_pairs,
+    only_location,
+    parse_settings,
+    product_settings,
+    settle,
+    setup_stocksync,
+)
+from stocksync.bootstrap import build_app
+from stocksync.demo_shopify import Processes, start_web, start_worker, wait_ready
+from stocksync.sandbox import Sandbox, serve_in_task
+from stocksync.sandbox.state import AdjustmentGroup, Shop, ShopError
+from stocksync.storage.migrate import upgrade_async
+from stocksync.web.install import WEBHOOK_PATH
+
+
+@dataclass
+class Sale:
+    at: float
+    destination: int
+    sku: str
+    units: int
+    sold_before: int  # units of this SKU sold before this sale (all destinations)
+
+
+class LevelLog:
+    """Every level change of every watched store, per (store, SKU), timestamped on this
+    process's monotonic clock when the sandbox applies it."""
+
+    def __init__(self) -> None:
+        self.changes: dict[tuple[str, str], list[tuple[float, int]]] = defaultdict(list)
+        self.start: dict[tuple[str, str], int] = {}
+
+    def watch(self, shop: Shop) -> None:
+        location = only_location(shop)
+        sku_of = {v.inventory_item_id: v.sku for v in shop.variants.values() if v.sku}
+        for item, sku in sku_of.items():
+            level = shop.level(item, location)
+            self.start[(shop.name, sku)] = level.available if level else 0
+        emit = shop.emit
+
+        def observed(topic: str, payload: dict[str, Any]) -> None:
+            if topic == "inventory_levels/update" and payload.get("location_id") == location:
+                sku = sku_of.get(int(payload["inventory_item_id"]))
+                if sku is not None:
+                    self.changes[(shop.name, sku)].append(
+                        (time.monotonic(), int(payload["available"]))
+                    )
+            emit(topic, payload)
+
+        shop.emit = observed
+
+    def shown(self, store: str, sku: str, since: float, at_most: int) -> float | None:
+        """The first instant at or after ``since`` when ``store`` shows at most ``at_most``."""
+        changes = self.changes.get((store, sku), [])
+        level = self.start[(store, sku)]
+        k = 0
+        while k < len(changes) and changes[k][0] < since:
+            level = changes[k][1]
+            k += 1
+        if level <= at_most:
+            return since
+        for t, value in changes[k:]:
+            if value <= at_most:
+                return t
+        return None
+
+    def reopened(self) -> tuple[int, int]:
+        """(level increases, largest increase) over every store and SKU."""
+        count, largest = 0, 0
+        for key, changes in self.changes.items():
+            level = self.start[key]
+            for _, value in changes:
+                if value > level:
+                    count += 1
+                    largest = max(largest, value - level)
+                level = value
+        return count, largest
+
+
+class AdjustCounter:
+    """Adjustment groups recorded on the source: one per inventoryAdjustQuantities call."""
+
+    def __init__(self, shop: Shop) -> None:
+        self.calls = 0
+        self.changes = 0
+        record = shop.record_adjustment
+
+        def counted(reason: str, uri: str | None, changes: list[Any]) -> AdjustmentGroup:
+            self.calls += 1
+            self.changes += len(changes)
+            return record(reason, uri, changes)
+
+        shop.record_adjustment = counted  # type: ignore[method-assign]
+
+
+async def shop_sales(
+    sandbox: Sandbox, opts: Options, hot: int, rng: random.Random
+) -> tuple[list[Sale], int, float]:
+    """Checkouts at ``opts.rate`` per second; returns the sales, refused checkouts and the
+    driver's largest lag behind schedule."""
+    source = sandbox.shop(SOURCE)
+    skus = sorted(v.sku for v in source.variants.values() if v.sku)
+    hot_skus = rng.sample(skus, min(hot, len(skus)))
+    variant_of = [
+        {v.sku: v.id for v in sandbox.shop(dest_name(d)).variants.values() if v.sku}
+        for d in range(opts.destinations)
+    ]
+    sold: dict[str, int] = defaultdict(int)
+    sales: list[Sale] = []
+    refused = 0
+    started = time.monotonic()
+    worst_lag = 0.0
+    for k in range(opts.changes):
+        due = started + k / opts.rate
+        delay = due - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)  # pacing the customers at --rate
+        d = rng.randrange(opts.destinations)
+        sku = rng.choice(hot_skus)
+        units = rng.choice((1, 1, 1, 2))
+        shop = sandbox.shop(dest_name(d))
+        try:
+            shop.create_order(
+                lines=[{"variant_id": variant_of[d][sku], "quantity": units}],
+                financial_status="PAID",
+                inventory_behaviour="DECREMENT_OBEYING_POLICY",
+            )
+        except ShopError:
+            refused += 1  # the destination showed fewer units than asked: no sale
+            continue
+        now = time.monotonic()
+        worst_lag = max(worst_lag, now - due)
+        sales.append(Sale(now, d, sku, units, sold[sku]))
+        sold[sku] += units
+    return sales, refused, worst_lag
+
+
+def sale_latencies(sales: list[Sale], log: LevelLog, destinations: int) -> list[float]:
+    values: list[float] = []
+    for sale in sales:
+        stores = [SOURCE] + [dest_name(d) for d in range(destinations) if d != sale.destination]
+        worst = 0.0
+        for store in stores:
+            at_most = log.start[(SOURCE, sale.sku)] - sale.sold_before - sale.units
+            if store != SOURCE:
+                at_most = max(0, at_most)  # a destination never shows less than 0
+            seen = log.shown(store, sale.sku, sale.at, at_most)
+            if seen is None:
+                worst = math.inf
+                break
+            worst = max(worst, seen - sale.at)
+        values.append(worst)
+    return values
+
+
+def oversold(log: LevelLog, sales: list[Sale]) -> int:
+    """Units sold beyond the source's starting stock (sold while a destination still showed
+    units the source no longer had)."""
+    sold: dict[str, int] = defaultdict(int)
+    for sale in sales:
+        sold[sale.sku] += sale.units
+    return sum(max(0, units - log.start[(SOURCE, sku)]) for sku, units in sold.items())
+
+
+def exactness(sandbox: Sandbox, log: LevelLog, sales: list[Sale], destinations: int) -> list[str]:
+    """Every variant: source at start minus units sold, every destination equal to it."""
+    sold: dict[str, int] = defaultdict(int)
+    for sale in sales:
+        sold[sale.sku] += sale.units
+    wrong: list[str] = []
+    source = sandbox.shop(SOURCE)
+    location = only_location(source)
+    for variant in source.variants.values():
+        if not variant.sku:
+            continue
+        level = source.level(variant.inventory_item_id, location)
+        expected = log.start[(SOURCE, variant.sku)] - sold[variant.sku]
+        if level is None or level.available != expected:
+            wrong.append(f"source {variant.sku}: {level and level.available}, expected {expected}")
+    mappings = dest_mappings(sandbox, destinations)
+    diff = differing(level_pairs(sandbox, mappings))
+    if diff:
+        wrong.append(f"{diff} destination levels differ from the source's")
+    return wrong
+
+
+async def run(opts: Options, hot: int, log_line: Any) -> int:
+    data_dir = Path(tempfile.mkdtemp(prefix="stocksync-bench-flash-"))
+    procs = Processes(data_dir)
+    app_secret = secrets.token_urlsafe(24)
+    sandbox = build_sandbox(opts, app_secret)
+    async with database(opts.database_url, data_dir) as database_url:
+        env, settings = product_settings(data_dir, database_url, app_secret, opts.settings)
+        shown = make_url(database_url).render_as_string(hide_password=True)
+        log_line(f"stocksync: database {shown}, logs in {data_dir}")
+        await upgrade_async(settings.resolved_database_url)
+        app = build_app(settings)
+        try:
+            async with serve_in_task(sandbox) as running, httpx.AsyncClient() as http:
+                web_url = start_web(procs, env)
+                start_worker(procs, env)
+                await wait_ready(http, f"{web_url}/readyz", procs)
+                log_line(f"  sandbox at {running.url}, stocksync at {web_url}")
+                started = time.monotonic()
+                sandbox.set_throttling(False)  # the import is preparation, not measured
+                await setup_stocksync(
+                    app, sandbox, web_url + WEBHOOK_PATH, opts.destinations, log_line
+                )
+                mappings = dest_mappings(sandbox, opts.destinations)
+                if not await settle(app, sandbox, mappings, procs, SETUP_TIMEOUT):
+                    raise RuntimeError("the destinations did not reach the source's levels")
+                await asyncio.sleep(3.0)  # the import's last echoes, before counting
+                sandbox.set_throttling(True)
+                log_line(f"  set up in {time.monotonic() - started:.0f} s; customers buying")
+
+                levels = LevelLog()
+                for name in [SOURCE] + [dest_name(d) for d in range(opts.destinations)]:
+                    levels.watch(sandbox.shop(name))
+                adjusts = AdjustCounter(sandbox.shop(SOURCE))
+                pids = {name: process.pid for name, process, _ in procs.running}
+                cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+                before = counters(sandbox)
+                began = time.monotonic()
+                sales, refused, lag = await shop_sales(sandbox, opts, hot, random.Random(opts.seed))
+                stopped = time.monotonic()
+                log_line(
+                    f"  {len(sales)} sales ({refused} checkouts refused, sold out) in "
+                    f"{stopped - began:.1f} s (largest lag {lag * 1000:.0f} ms); draining"
+                )
+                settled = await settle(app, sandbox, mappings, procs, opts.drain_seconds)
+                ended = time.monotonic()
+                spent = {n: c.minus(before[n]) for n, c in counters(sandbox).items()}
+                cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
+                return report(
+                    opts,
+                    sandbox,
+                    levels,
+                    sales,
+                    adjusts,
+                    spent,
+                    settled,
+                    ended - stopped,
+                    cpu,
+                    log_line,
+                )
+        finally:
+            procs.stop()
+            await app.close()
+
+
+def report(
+    opts: Options,
+    sandbox: Sandbox,
+    levels: LevelLog,
+    sales: list[Sale],
+    adjusts: AdjustCounter,
+    spent: dict[str, Any],
+    settled: bool,
+    drained: float,
+    cpu: dict[str, float],
+    log_line: Any,
+) -> int:
+    values = sale_latencies(sales, levels, opts.destinations)
+    done = [v for v in values if v != math.inf]
+    if done:
+        log_line(
+            f"sale -> source and every other destination: p50 {statistics.median(done):.2f} s, "
+            f"p95 {percentile(done, 95):.2f} s, p99 {percentile(done, 99):.2f} s, "
+            f"max {max(done):.2f} s ({len(done)} of {len(values)} sales shown everywhere)"
+        )
+    else:
+        log_line("no sale was shown everywhere")
+    per_call = len(sales) / adjusts.calls if adjusts.calls else math.inf
+    log_line(
+        f"source adjustment calls: {adjusts.calls} for {len(sales)} sales "
+        f"({adjusts.changes} quantity changes recorded; {per_call:.1f} sales per call)"
+    )
+    log_line(f"oversold: {oversold(levels, sales)} units sold beyond the source's stock")
+    count, largest = levels.reopened()
+    log_line(f"re-opened stock: {count} level increases, at most {largest} units at once")
+    for name, c in sorted(spent.items()):
+        log_line(
+            f"  {name}: {c.requests:,} requests, {c.points:,.0f} points, {c.throttled} throttled"
+        )
+    log_line("CPU seconds: " + ", ".join(f"{n} {s:.1f}" for n, s in cpu.items()))
+    wrong = exactness(sandbox, levels, sales, opts.destinations)
+    log_line(
+        f"settled {drained:.1f} s after the last sale"
+        if settled
+        else f"NOT settled {opts.drain_seconds:.0f} s after the last sale"
+    )
+    if wrong:
+        log_line(f"NOT exact: {len(wrong)} problems, e.g. " + "; ".join(wrong[:5]))
+        return 1
+    log_line("exact: every source level is its start minus the units sold; every destination equal")
+    return 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--rate", type=float, default=20.0, help="paid orders per second")
+    parser.add_argument("--variants", type=int, default=2000)
+    parser.add_argument("--hot", type=int, default=200, help="variants the customers buy")
+    parser.add_argument("--destinations", type=int, default=5)
+    parser.add_argument("--latency-ms", type=float, default=50.0)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--plan", default="standard")
+    parser.add_argument("--drain-seconds", type=float, default=120.0)
+    parser.add_argument("--database-url")
+    parser.add_argument("--setting", action="append", default=[])
+    args = parser.parse_args()
+    if args.variants % VARIANTS_PER_PRODUCT:
+        parser.error(f"--variants must be a multiple of {VARIANTS_PER_PRODUCT}")
+    opts = Options(
+        seconds=args.seconds,
+        rate=args.rate,
+        variants=args.variants,
+        destinations=args.destinations,
+        latency_ms=args.latency_ms,
+        seed=args.seed,
+        plan=args.plan,
+        drain_seconds=args.drain_seconds,
+        database_url=args.database_url,
+        settings=parse_settings(args.setting),
+    )
+
+    def log_line(line: str) -> None:
+        print(line, flush=True)
+
+    log_line(
+        f"{opts.changes:,} checkouts at {opts.rate:g}/s over {args.hot} of {opts.variants:,} "
+        f"variants, {opts.destinations} destinations, {opts.latency_ms:g} ms API latency, "
+        f"plan {opts.plan}, seed {opts.seed}"
+    )
+    sys.exit(asyncio.run(run(opts, args.hot, log_line)))
+
+
+if __name__ == "__main__":
+    main()
