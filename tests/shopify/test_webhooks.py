@@ -160,6 +160,7 @@ def test_documented_order(topic: str) -> None:
             financial_status="paid",
             cancelled=False,
             version="2025-03-01T13:05:06.000000Z",
+            created_at="2025-03-01T13:00:00.000000Z",
             lines=(
                 # 4 ordered, 1 edited out, 2 refunded: 1 current + 2 refunded = 3
                 OrderLine("9007199254740997", "9007199254740999", "IPOD2008PINK", 3),
