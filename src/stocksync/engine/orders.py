@@ -249,8 +249,7 @@ async def apply_snapshot(
             store_id=store.id,
             level="info",
             kind="order_ignored",
-            message=f"order {snapshot.id} has no products linked when it was placed; "
-            "nothing to count",
+            message=f"order {snapshot.id} has no linked products; nothing to count",
             details={"order_id": snapshot.id, "placed": version_text(placed)},
         )
     for connection_id, lines in linked.items():
