@@ -111,8 +111,9 @@ async def test_old_orders_of_an_existing_product_never_count_at_install(h: Harne
 async def test_old_orders_never_count_even_when_the_backfill_reads_the_whole_history(
     h: Harness,
 ) -> None:
-    """A store installed before the cursor started at the install (it has none): the backfill
-    reads every order; those placed before the link still do not count."""
+    """A store installed before the cursor was set at install (it has none): the backfill
+    starts from the install, and an order placed before the link, refunded after it, still
+    gives nothing back."""
     await _source_with_tee(h)
     dest = h.world.add_store("dest")
     dest.add_product("Tee", ["TEE-S"], available=30)
