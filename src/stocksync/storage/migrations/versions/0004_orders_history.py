@@ -18,9 +18,8 @@ depends_on = None
 def upgrade() -> None:
     op.add_column("variant_links", sa.Column("created_at", sa.DateTime(timezone=True)))
     # Existing links take the creation time of their product link (made in the same import
-    # or mapping), else of their connection: the closest record of when each was made. An
-    # order placed before that was never counted by the old rule either unless its variant was
-    # linked when it came, so this moves no past count, and keeps old history out of backfills.
+    # or mapping), else of their connection: the closest record there is of when each was
+    # made. Lines already counted keep following their orders whatever these times say.
     op.execute(
         "UPDATE variant_links SET created_at = (SELECT product_links.created_at "
         "FROM product_links WHERE product_links.id = variant_links.product_link_id)"
