@@ -159,7 +159,10 @@ class SandboxWorld:
         self.registry = build_registry(self.rt)
         self.stack = contextlib.AsyncExitStack()
         self.vault = Vault([Fernet.generate_key().decode()])
-        self.clock = ManualClock()
+        # Orders placed before a link or before the install never count, so the shops and the
+        # engine must share one timeline: the shops' clock moves only when told, so it starts
+        # a minute ahead of the engine's real one and does not fall behind it during a run.
+        self.clock = ManualClock(start=time.time() + 60)
         self.time = VirtualTime(self.clock)
         self.sandbox = Sandbox(clock=self.clock, app=AppConfig(client_secret=APP_SECRET), seed=3)
         self.shops: dict[str, Shop] = {

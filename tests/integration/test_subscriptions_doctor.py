@@ -14,6 +14,7 @@ import json
 import os
 import socket
 import sys
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -107,7 +108,10 @@ class Env:
 
 @pytest.fixture
 async def env(db_url: str, tmp_path: Path) -> AsyncIterator[Env]:
-    clock = ManualClock()
+    # Orders placed before the install never count, so the shop and the engine must share one
+    # timeline: the shop's clock moves only when told, so it starts a minute ahead of the
+    # engine's real one and never falls behind it while the test runs.
+    clock = ManualClock(start=time.time() + 60)
     sandbox = Sandbox(
         app=AppConfig(client_id="stocksync-doctor", client_secret=SECRET), clock=clock, seed=3
     )

@@ -327,6 +327,7 @@ async def test_order_snapshot_with_refunds_and_edits(env: Env) -> None:
     assert snapshot is not None
     assert (snapshot.id, snapshot.financial_status, snapshot.cancelled) == (order_id, "paid", False)
     assert snapshot.version == "2025-01-01T00:00:00.000000Z"
+    assert snapshot.created_at == "2025-01-01T00:00:00.000000Z"
     (line,) = snapshot.lines
     assert (line.id, line.variant_id, line.sku, line.quantity) == (
         number(line_gid),
@@ -343,6 +344,7 @@ async def test_order_snapshot_with_refunds_and_edits(env: Env) -> None:
     snapshot = await platform.get_order(order_id)
     assert snapshot is not None
     assert snapshot.version == "2025-01-01T00:00:06.000000Z"
+    assert snapshot.created_at == "2025-01-01T00:00:00.000000Z"  # edits do not move it
     assert snapshot.financial_status == "partially_refunded"
     # ordered 5, two refunded (not subtracted), one removed by the edit
     assert [ln.quantity for ln in snapshot.lines] == [4]

@@ -160,6 +160,7 @@ def test_documented_order(topic: str) -> None:
             financial_status="paid",
             cancelled=False,
             version="2025-03-01T13:05:06.000000Z",
+            created_at="2025-03-01T13:00:00.000000Z",
             lines=(
                 # 4 ordered, 1 edited out, 2 refunded: 1 current + 2 refunded = 3
                 OrderLine("9007199254740997", "9007199254740999", "IPOD2008PINK", 3),
@@ -296,3 +297,16 @@ def test_hmac_verification() -> None:
     assert not verify_hmac(["s3cret"], body, None)
     assert not verify_hmac(["s3cret"], body, "ünïcode")
     assert not verify_hmac([""], body, _signature("", body))  # an empty secret never matches
+
+
+def test_an_order_payload_says_when_the_order_was_created() -> None:
+    """``created_at`` (B15: an order placed before its variant's link never counts), normalised
+    to UTC like ``updated_at``; a payload without it reads as not known."""
+    event = parse_webhook("orders/paid", ORDER)
+    assert isinstance(event, OrderSeen)
+    assert event.order.created_at == "2025-03-01T13:00:00.000000Z"
+    body = json.loads(ORDER)
+    del body["created_at"]
+    event = parse_webhook("orders/paid", json.dumps(body).encode())
+    assert isinstance(event, OrderSeen)
+    assert event.order.created_at is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given, settings
@@ -17,9 +18,12 @@ from stocksync.domain.orders import (
     OrderPlan,
     OrderState,
     is_counted_status,
+    order_counts_for_link,
+    order_created,
     plan_order,
     refund_natural_key,
     restock_units,
+    version_text,
 )
 from stocksync.domain.ports import OrderLine, OrderSnapshot, RefundLine
 
@@ -319,3 +323,45 @@ def test_a_line_never_gives_back_more_than_was_counted(counted: int, refunds: li
 def test_refund_natural_key_is_per_refund_line() -> None:
     line = RefundLine(id="RL7", line_id="L1", quantity=1, restock=True)
     assert refund_natural_key("O1", "R3", line) == "O1:R3:RL7"
+
+
+# --- orders placed before a link or before install (B15, B16) ---------------------------------
+
+_LINKED = datetime(2025, 6, 1, 12, 0, 0, 500_000, tzinfo=UTC)
+_INSTALLED = datetime(2025, 5, 1, tzinfo=UTC)
+
+
+def test_an_order_placed_before_its_link_never_counts() -> None:
+    before = _LINKED - timedelta(seconds=1)
+    assert not order_counts_for_link(before, _LINKED, _INSTALLED)
+    assert order_counts_for_link(_LINKED + timedelta(seconds=1), _LINKED, _INSTALLED)
+    assert order_counts_for_link(_LINKED, _LINKED, _INSTALLED)  # at the link: counts
+
+
+def test_an_order_placed_before_the_install_never_counts_whatever_the_link() -> None:
+    assert not order_counts_for_link(_INSTALLED - timedelta(days=3), None, _INSTALLED)
+    assert not order_counts_for_link(_INSTALLED - timedelta(days=3), _INSTALLED, _INSTALLED)
+
+
+def test_whole_seconds_decide_because_shopify_gives_an_order_whole_seconds() -> None:
+    # placed 12:00:00.9 reads 12:00:00 on Shopify: in the link's second, so it counts
+    assert order_counts_for_link(_LINKED.replace(microsecond=0), _LINKED, _INSTALLED)
+    assert not order_counts_for_link(
+        _LINKED.replace(microsecond=0) - timedelta(microseconds=1), _LINKED, _INSTALLED
+    )
+
+
+def test_naive_times_from_the_database_are_utc() -> None:
+    naive_link = _LINKED.replace(tzinfo=None)
+    assert not order_counts_for_link(_LINKED - timedelta(seconds=2), naive_link, None)
+    assert order_counts_for_link(_LINKED + timedelta(seconds=2), naive_link, None)
+
+
+def test_an_order_of_unknown_creation_is_taken_as_placed_when_first_seen() -> None:
+    seen = datetime(2025, 7, 1, tzinfo=UTC)
+    assert order_created(None, seen) == seen
+    assert order_created("not a time", seen) == seen
+    assert order_created("2025-03-01T08:00:00-05:00", seen) == datetime(2025, 3, 1, 13, tzinfo=UTC)
+    assert version_text(order_created("2025-03-01T13:00:00Z", seen)) == (
+        "2025-03-01T13:00:00.000000Z"
+    )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from stocksync.domain.connection import ConnectionSettings
 from stocksync.domain.levels import MAX_QUANTITY
@@ -126,6 +127,57 @@ def plan_order(
                 )
             )
     return OrderPlan(stale=False, counted=True, changes=tuple(changes))
+
+
+def version_text(instant: datetime) -> str:
+    """An instant as fixed-width UTC text, the form order versions and cursors are kept in (so
+    that text order is time order); a naive datetime is taken as UTC."""
+    if instant.tzinfo is None:
+        instant = instant.replace(tzinfo=UTC)
+    return instant.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_instant(text: str) -> datetime:
+    """ISO-8601 text (``Z`` or an offset; naive taken as UTC) as an aware datetime."""
+    parsed = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def order_created(created_at: str | None, first_seen: datetime) -> datetime:
+    """When an order was placed: the platform's word, or, when it does not say (None) or says
+    something unreadable, when stocksync first saw the order. That is the safe reading: the
+    order may be older, but never younger, so it can only be excluded wrongly for a link made
+    after stocksync first saw it, never counted wrongly for one."""
+    if created_at:
+        try:
+            return parse_instant(created_at)
+        except ValueError:
+            pass
+    return first_seen if first_seen.tzinfo is not None else first_seen.replace(tzinfo=UTC)
+
+
+def _whole_second(instant: datetime) -> datetime:
+    aware = instant if instant.tzinfo is not None else instant.replace(tzinfo=UTC)
+    return aware.replace(microsecond=0)
+
+
+def order_counts_for_link(
+    order_placed: datetime, link_created: datetime | None, store_installed: datetime | None
+) -> bool:
+    """B15, B16: whether a line of an order placed at ``order_placed`` may count for a variant
+    link made at ``link_created``, on a store installed at ``store_installed``.
+
+    An order placed before the link existed, or before the store was installed, never counts,
+    nor do its edits and refunds: its units were sold from stock stocksync did not share then.
+    Shopify gives an order's creation time in whole seconds, so the link and the install are
+    compared at whole seconds too: an order placed in the second the link was made counts (it
+    cannot be told apart from one placed just after, and the link's levels were not written
+    yet). None (a link or install time not recorded) restricts nothing."""
+    placed = order_placed if order_placed.tzinfo is not None else order_placed.replace(tzinfo=UTC)
+    for since in (link_created, store_installed):
+        if since is not None and placed < _whole_second(since):
+            return False
+    return True
 
 
 def restock_units(line: LineState | None, refund_line: RefundLine) -> int:

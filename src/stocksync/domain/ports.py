@@ -114,6 +114,10 @@ class OrderSnapshot:
     version: str  # ISO-8601 instant, comparable as text once normalised to UTC
     lines: tuple[OrderLine, ...]
     refunds: tuple[Refund, ...] = ()
+    # When the order was placed (ISO-8601 UTC, normalised like ``version``), or None when the
+    # platform does not say. An order placed before its variant's link, or before the store
+    # was installed, never counts (B15, B16).
+    created_at: str | None = None
 
 
 @dataclass(frozen=True)

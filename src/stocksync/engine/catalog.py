@@ -138,6 +138,8 @@ async def _link(
                 "sku": normalise_sku(m.source.sku),
                 "tracked": m.source.tracked,
                 "status": "active" if m.source.tracked else "untracked",
+                # Orders placed before this instant never count for this link (B15, B16).
+                "created_at": rt.clock(),
             },
             conflict=("connection_id", "source_item_id"),
             returning=("id",),

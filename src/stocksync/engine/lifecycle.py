@@ -25,7 +25,7 @@ async def app_uninstalled(conn: AsyncConnection, store: StoreRecord) -> None:
         conn,
         store.id,
         f"{store.name} uninstalled the app: its connections are suspended and its access "
-        "token erased; reinstalling resumes them",
+        "token erased; reinstalling resumes them as they were (a paused one stays paused)",
     )
 
 

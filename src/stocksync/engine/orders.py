@@ -10,6 +10,8 @@ between the platform call and our commit cannot apply it twice.
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -21,9 +23,12 @@ from stocksync.domain.levels import MAX_QUANTITY, choose_sale_location
 from stocksync.domain.orders import (
     LineState,
     OrderState,
+    order_counts_for_link,
+    order_created,
     plan_order,
     refund_natural_key,
     restock_units,
+    version_text,
 )
 from stocksync.domain.ports import AuthError, OrderSnapshot, PermanentPlatformError, Refund
 from stocksync.engine import crash, schedule
@@ -41,6 +46,7 @@ from stocksync.storage.tables import (
     orders_seen,
     product_links,
     store_cursors,
+    stores,
     variant_links,
 )
 
@@ -69,13 +75,48 @@ async def _root(conn: AsyncConnection, store_id: int, item_id: str) -> tuple[int
     return await root_of((store_id, item_id), upstream)
 
 
+async def _order_placed(
+    rt: Runtime, conn: AsyncConnection, store_id: int, snapshot: OrderSnapshot
+) -> datetime:
+    """When the order was placed; when the platform does not say, when first seen (recorded
+    with the order the first time it was applied)."""
+    if snapshot.created_at is None:
+        recorded = (
+            await conn.execute(
+                select(func.min(orders_seen.c.order_created_at)).where(
+                    orders_seen.c.destination_store_id == store_id,
+                    orders_seen.c.order_id == snapshot.id,
+                )
+            )
+        ).scalar()
+        if recorded is not None:
+            return order_created(str(recorded), rt.clock())
+    return order_created(snapshot.created_at, rt.clock())
+
+
 async def _linked_lines(
-    conn: AsyncConnection, store_id: int, snapshot: OrderSnapshot
+    conn: AsyncConnection, store_id: int, snapshot: OrderSnapshot, placed: datetime
 ) -> dict[int, dict[str, tuple[int, int, str]]]:
-    """Per connection: line id -> (variant link id, source store id, source item id)."""
+    """Per connection: line id -> (variant link id, source store id, source item id), for the
+    lines that may count: their link existed when the order was placed, on a store installed
+    then (B15, B16); a line already counted keeps following its order (its count was decided
+    under a link that was live; an edit must correct it)."""
     variant_ids = [line.variant_id for line in snapshot.lines if line.variant_id]
     if not variant_ids:
         return {}
+    installed = (
+        await conn.execute(select(stores.c.created_at).where(stores.c.id == store_id))
+    ).scalar()
+    counted = set(
+        (
+            await conn.execute(
+                select(order_lines.c.line_id).where(
+                    order_lines.c.destination_store_id == store_id,
+                    order_lines.c.order_id == snapshot.id,
+                )
+            )
+        ).scalars()
+    )
     rows = await conn.execute(
         select(
             variant_links.c.connection_id,
@@ -83,6 +124,7 @@ async def _linked_lines(
             variant_links.c.destination_variant_id,
             variant_links.c.source_store_id,
             variant_links.c.source_item_id,
+            variant_links.c.created_at,
         )
         .join(connections, connections.c.id == variant_links.c.connection_id)
         .outerjoin(product_links, product_links.c.id == variant_links.c.product_link_id)
@@ -94,14 +136,16 @@ async def _linked_lines(
         )
         .where((product_links.c.status.is_(None)) | (product_links.c.status == "active"))
     )
-    by_variant: dict[str, tuple[int, int, int, str]] = {
-        r[2]: (r[0], r[1], r[3], r[4]) for r in rows
+    by_variant: dict[str, tuple[int, int, int, str, datetime | None]] = {
+        r[2]: (r[0], r[1], r[3], r[4], r[5]) for r in rows
     }
     result: dict[int, dict[str, tuple[int, int, str]]] = {}
     for line in snapshot.lines:
         hit = by_variant.get(line.variant_id or "")
-        if hit is not None:
-            connection_id, link_id, source_store, source_item = hit
+        if hit is None:
+            continue
+        connection_id, link_id, source_store, source_item, linked_at = hit
+        if line.id in counted or order_counts_for_link(placed, linked_at, installed):
             result.setdefault(connection_id, {})[line.id] = (link_id, source_store, source_item)
     return result
 
@@ -197,7 +241,8 @@ async def apply_snapshot(
             f"({line.quantity}); it is not counted",
             details={"order_id": snapshot.id, "line_id": line.id, "quantity": line.quantity},
         )
-    linked = await _linked_lines(conn, store.id, snapshot)
+    placed = await _order_placed(rt, conn, store.id, snapshot)
+    linked = await _linked_lines(conn, store.id, snapshot, placed)
     if not linked:
         await activity.record(
             conn,
@@ -205,7 +250,7 @@ async def apply_snapshot(
             level="info",
             kind="order_ignored",
             message=f"order {snapshot.id} has no linked products; nothing to count",
-            details={"order_id": snapshot.id},
+            details={"order_id": snapshot.id, "placed": version_text(placed)},
         )
     for connection_id, lines in linked.items():
         settings_row = (
@@ -277,6 +322,7 @@ async def apply_snapshot(
                     "counted": plan.counted,
                     "version": snapshot.version,
                     "updated_at": rt.clock(),
+                    "order_created_at": version_text(placed),
                 }
             ],
             conflict=("destination_store_id", "order_id", "connection_id"),
@@ -410,6 +456,25 @@ async def _finish(conn: AsyncConnection, inbox_id: int, status: str, error: str 
 
 BACKFILL_CURSOR = "orders_version"
 
+# Shopify's order search (the ``updated_at`` filter the backfill uses) is an index updated
+# after the write, so an order changed just before a backfill may not be listed yet; a cursor
+# moved past it would lose it for good. Shopify documents no bound for that lag; five minutes
+# is far beyond the seconds it is seen to take, and costs only re-reading the orders of the
+# last five minutes on each run (those already applied at their version are skipped).
+BACKFILL_MARGIN = timedelta(minutes=5)
+
+
+async def start_backfill_cursor(conn: AsyncConnection, store_id: int, at: datetime) -> None:
+    """The order backfill of a newly installed store starts at its install: orders placed
+    before never count (B15), so its history is never read. A store installed again keeps the
+    cursor it had, so that what changed while it was uninstalled is still found."""
+    await insert_ignore(
+        conn,
+        store_cursors,
+        {"store_id": store_id, "name": BACKFILL_CURSOR, "value": version_text(at)},
+        conflict=("store_id", "name"),
+    )
+
 
 async def sync_order(rt: Runtime, store_id: int, order_id: str) -> None:
     """Apply an order's current state, as the platform reports it now."""
@@ -440,6 +505,12 @@ async def backfill_orders(rt: Runtime, store_id: int) -> int:
                 )
             )
         ).scalar()
+        if cursor is None:
+            # Installed before the cursor was set at install: start from the install too.
+            installed = (
+                await conn.execute(select(stores.c.created_at).where(stores.c.id == store_id))
+            ).scalar()
+            cursor = version_text(installed) if installed is not None else None
     if store is None or store.status != "active" or not store.is_destination:
         return 0
     changed = await rt.platforms(store).orders_changed_since(cursor)
@@ -465,12 +536,17 @@ async def backfill_orders(rt: Runtime, store_id: int) -> int:
                 continue
             await schedule.sync_order(rt, conn, store_id, snapshot.id)
             scheduled += 1
+        # Never past now minus the margin (the search may not list the latest changes yet),
+        # and never back (versions and the margin only move forward).
+        ahead = min(changed[-1].version, version_text(rt.clock() - BACKFILL_MARGIN))
+        if cursor is not None:
+            ahead = max(ahead, cursor)
         await upsert(
             conn,
             store_cursors,
-            [{"store_id": store_id, "name": BACKFILL_CURSOR, "value": changed[-1].version}],
+            [{"store_id": store_id, "name": BACKFILL_CURSOR, "value": ahead}],
             conflict=("store_id", "name"),
-            update={"value": changed[-1].version},
+            update={"value": ahead},
         )
     return scheduled
 

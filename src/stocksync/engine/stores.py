@@ -14,7 +14,8 @@ from stocksync.domain.graph import check_connect
 from stocksync.domain.keys import KeyAttemptPolicy, key_hash, looks_like_key, new_key
 from stocksync.domain.ports import PlatformLocation
 from stocksync.engine import schedule
-from stocksync.engine.inventory import mark_pending
+from stocksync.engine.inventory import mark_pending, mark_source_dirty
+from stocksync.engine.orders import start_backfill_cursor
 from stocksync.engine.records import ConnectionRecord, StoreRecord, load_connection, load_store
 from stocksync.engine.runtime import Runtime
 from stocksync.storage import activity
@@ -121,9 +122,12 @@ async def install_store(
         "key_encrypted": vault.encrypt(key) if key else None,
         "key_rotated_at": rt.clock() if key else None,
     }
+    resumed = 0
     if existing is not None:
         await conn.execute(update(stores).where(stores.c.id == existing[0]).values(**values))
         store_id = existing[0]
+        if existing[1] == "uninstalled":
+            resumed = await _resume_connections(rt, conn, store_id)
     else:
         store_id = (
             await conn.execute(
@@ -139,6 +143,8 @@ async def install_store(
                 .returning(stores.c.id)
             )
         ).scalar_one()
+    if roles.destination:
+        await start_backfill_cursor(conn, store_id, rt.clock())
     # Its safety nets start now, not when a worker next starts: the queueing lock keeps one.
     await schedule.periodic(rt, conn, store_id, rt.clock() + rt.periodic_interval)
     await activity.record(
@@ -146,7 +152,14 @@ async def install_store(
         store_id=store_id,
         level="info",
         kind="store_installed",
-        message=f"{name or external_id} installed as {role}",
+        message=f"{name or external_id} installed as {role}"
+        + (
+            f"; {resumed} connection{'s' if resumed != 1 else ''} suspended by its uninstall "
+            "resumed"
+            if resumed
+            else ""
+        ),
+        details={"resumed_connections": resumed} if resumed else None,
     )
     store = await load_store(conn, store_id)
     assert store is not None
@@ -192,7 +205,8 @@ async def _reinstall(
 
 async def uninstall_store(conn: AsyncConnection, store_id: int, reason: str) -> None:
     """Suspend the store's connections and forget its access token (B5). Links are kept as
-    unlinked products, never deleted (B1)."""
+    unlinked products, never deleted (B1). Each connection remembers whether it was active or
+    paused, so that reinstalling gives the merchant back what they had."""
     await conn.execute(
         update(stores).where(stores.c.id == store_id).values(status="uninstalled", credentials=None)
     )
@@ -203,11 +217,70 @@ async def uninstall_store(conn: AsyncConnection, store_id: int, reason: str) -> 
             | (connections.c.destination_store_id == store_id)
         )
         .where(connections.c.status.in_(("active", "paused")))
-        .values(status="suspended")
+        .values(status="suspended", suspended_from=connections.c.status)
     )
     await activity.record(
         conn, store_id=store_id, level="warning", kind="store_uninstalled", message=reason
     )
+
+
+async def _resume_connections(rt: Runtime, conn: AsyncConnection, store_id: int) -> int:
+    """B5: a store installed again resumes the connections its uninstall suspended, each as it
+    was (a paused one stays paused), once both of its stores are installed; a disconnected
+    one stays disconnected. Resumed connections' levels flow again at once: every linked
+    variant is read on both sides and written. Returns how many were resumed."""
+    source, destination = stores.alias("source"), stores.alias("destination")
+    rows = (
+        await conn.execute(
+            select(
+                connections.c.id,
+                connections.c.suspended_from,
+                connections.c.source_store_id,
+                connections.c.destination_store_id,
+            )
+            .join(source, source.c.id == connections.c.source_store_id)
+            .join(destination, destination.c.id == connections.c.destination_store_id)
+            .where(
+                (connections.c.source_store_id == store_id)
+                | (connections.c.destination_store_id == store_id),
+                connections.c.status == "suspended",
+                source.c.status == "active",
+                destination.c.status == "active",
+            )
+        )
+    ).all()
+    for connection_id, was, source_id, destination_id in rows:
+        # Suspended before the previous status was kept: it resumes active, as promised then.
+        status = was if was in ("active", "paused") else "active"
+        await conn.execute(
+            update(connections)
+            .where(connections.c.id == connection_id)
+            .values(status=status, suspended_from=None)
+        )
+        if status == "active":
+            links = (
+                await conn.execute(
+                    select(variant_links.c.id, variant_links.c.source_item_id).where(
+                        variant_links.c.connection_id == connection_id,
+                        variant_links.c.status == "active",
+                    )
+                )
+            ).all()
+            # Nothing was heard from either store while it was uninstalled: both are read.
+            await mark_source_dirty(rt, conn, source_id, sorted({r[1] for r in links}))
+            await mark_pending(
+                rt, conn, [(connection_id, r[0], destination_id) for r in links], force_read=True
+            )
+        for party in {source_id, destination_id} - {store_id}:
+            await activity.record(
+                conn,
+                store_id=party,
+                level="info",
+                kind="connection_resumed",
+                message=f"the connection suspended by an uninstall resumed ({status})",
+                details={"connection_id": connection_id},
+            )
+    return len(rows)
 
 
 async def set_locations(

@@ -27,6 +27,8 @@ Decisions worth knowing (each mirrors Shopify unless said otherwise):
   else; the engine activates other receiving locations itself. Untracked items have levels
   that can be read and written, but orders do not decrement them.
 * A deleted or unknown item, or a deleted location, reads as not stocked (``None``).
+* An order's ``created_at`` is its first version: the world's clock when it was placed (a test
+  places an order "in the past" by moving the world's clock back first).
 * Order versions are strictly increasing per store (hence per order): the clock's instant,
   bumped by a microsecond when the clock has not moved past the last version. They are text in
   one fixed-width UTC format (``2025-01-01T00:00:00.000000Z``), so text order is time order.
@@ -481,6 +483,7 @@ class _Order:
     location_id: str
     lines: list[_Line]
     refunds: list[Refund] = field(default_factory=list)
+    created_at: str = ""  # the version it was placed at: the world's clock then
 
     def refunded(self, line_id: str) -> int:
         return sum(rl.quantity for r in self.refunds for rl in r.lines if rl.line_id == line_id)
@@ -817,13 +820,15 @@ class MemoryStore:
             order_lines = [self._new_line(variant_id, qty) for variant_id, qty in lines]
             if inventory_behaviour == "decrement_obeying_policy":
                 self._check_can_sell(order_lines, location)
+            version = self._next_version()
             order = _Order(
                 id=self.world.new_id(),
                 financial_status=financial_status,
                 cancelled=False,
-                version=self._next_version(),
+                version=version,
                 location_id=location,
                 lines=order_lines,
+                created_at=version,
             )
             self._orders[order.id] = order
             snapshot = self._snapshot(order)
@@ -1265,6 +1270,7 @@ class MemoryStore:
             financial_status=order.financial_status,
             cancelled=order.cancelled,
             version=order.version,
+            created_at=order.created_at,
             lines=tuple(
                 OrderLine(
                     id=line.id,

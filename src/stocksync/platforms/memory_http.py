@@ -289,6 +289,7 @@ def order_to_json(order: OrderSnapshot) -> Json:
         "financial_status": order.financial_status,
         "cancelled": order.cancelled,
         "version": order.version,
+        "created_at": order.created_at,
         "lines": [
             {"id": ln.id, "variant_id": ln.variant_id, "sku": ln.sku, "quantity": ln.quantity}
             for ln in order.lines
@@ -314,6 +315,7 @@ def order_from_json(doc: Json) -> OrderSnapshot:
         version=_str(doc, "version"),
         lines=lines,
         refunds=tuple(refund_from_json(_obj(r, "refund")) for r in _list(doc, "refunds")),
+        created_at=_opt_str(doc, "created_at"),
     )
 
 

@@ -94,6 +94,8 @@ connections = Table(
     _ts("disconnected_at"),
     # Writes to the destination are paced: the next flush does not start before this.
     _ts("flush_not_before"),
+    # The status an uninstall suspended (active or paused): reinstalling restores it (B5).
+    Column("suspended_from", String(16), nullable=True),
     UniqueConstraint("source_store_id", "destination_store_id", name="uq_connections_pair"),
 )
 
@@ -126,6 +128,9 @@ variant_links = Table(
     Column("tracked", Boolean, nullable=False, default=True),
     Column("status", String(16), nullable=False, default="active"),
     Column("broken_reason", Text, nullable=True),
+    # When the link was made (or made again): an order placed before it never counts for it
+    # (B15, B16). Rows from before this column took their product link's creation time.
+    _ts("created_at"),
     UniqueConstraint("connection_id", "source_item_id", name="uq_variant_links_source_item"),
     UniqueConstraint("connection_id", "destination_item_id", name="uq_variant_links_dest_item"),
     Index("ix_variant_links_source", "source_store_id", "source_item_id"),
@@ -211,6 +216,9 @@ orders_seen = Table(
     Column("counted", Boolean, nullable=False, default=False),
     Column("version", String(64), nullable=False),
     _ts("updated_at", nullable=False),
+    # When the order was placed, as version text: the platform's word, or, when it does not
+    # say, when stocksync first saw it. Written once; later snapshots that do not say use it.
+    Column("order_created_at", String(64), nullable=True),
 )
 
 # Per counted order line: units counted against the source and units given back.

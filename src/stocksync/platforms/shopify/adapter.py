@@ -799,4 +799,5 @@ def order_from_node(
         version=normalise_version(str(node["updatedAt"])),
         lines=tuple(order_lines),
         refunds=tuple(refund_values),
+        created_at=normalise_version(str(node["createdAt"])) if node.get("createdAt") else None,
     )

@@ -152,6 +152,18 @@ def _epoch_seconds(value: Any) -> int | None:
     return int(parsed.timestamp())
 
 
+def _instant_or_none(value: Any) -> str | None:
+    """An ISO-8601 instant as UTC version text, or None when absent or unreadable."""
+    from stocksync.platforms.shopify.adapter import normalise_version
+
+    if not isinstance(value, str):
+        return None
+    try:
+        return normalise_version(value)
+    except ValueError:
+        return None
+
+
 def _level_disconnect(payload: Mapping[str, Any]) -> InboundEvent:
     return LevelChanged(_id(payload, "inventory_item_id"), _id(payload, "location_id"), None)
 
@@ -201,6 +213,7 @@ def order_from_payload(payload: Mapping[str, Any]) -> OrderSnapshot:
     updated_at = payload.get("updated_at")
     if not isinstance(updated_at, str):
         raise WebhookPayloadError("missing 'updated_at'")
+    created_at = payload.get("created_at")
     return OrderSnapshot(
         id=_id(payload, "id"),
         financial_status=str(payload.get("financial_status") or "unknown").lower(),
@@ -208,6 +221,9 @@ def order_from_payload(payload: Mapping[str, Any]) -> OrderSnapshot:
         version=normalise_version(updated_at),
         lines=tuple(lines),
         refunds=refunds,
+        # Unknown (None) rather than refused: the engine then takes the order as placed when
+        # first seen, the safe reading (see domain.orders.order_counts_for_link).
+        created_at=_instant_or_none(created_at),
     )
 
 
