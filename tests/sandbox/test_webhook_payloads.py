@@ -289,3 +289,36 @@ def test_the_checker_finds_missing_invented_and_mistyped_keys() -> None:
     )
     assert any("documented string" in p for p in problems("x", doc, {"a": 1, "b": 2, "c": []}))
     assert any("coverage" in p for p in problems("x", doc, {"a": 1}))
+
+
+async def test_order_money_adds_up_and_outstanding_follows_payments(
+    admin: Admin, receiver: Receiver
+) -> None:
+    """Totals are the lines' prices times their quantities; outstanding is what is still owed:
+    the whole order before payment, nothing once paid, the added units after an edit."""
+    await subscribe(admin, receiver, "ORDERS_CREATE", "ORDERS_PAID", "ORDERS_UPDATED")
+    loc = (await location_ids(admin))[0]
+    variant = (await make_product(admin, "Mug", ["MUG-1"], {loc: 10}))[0]["id"]
+    order = await create_order(admin, variant, 2, financial_status="PENDING")
+    await admin.data(MARK_PAID, {"id": order["id"]})
+    calc = (await admin.data(EDIT_BEGIN, {"id": order["id"]}))["orderEditBegin"]["calculatedOrder"]
+    line = calc["lineItems"]["nodes"][0]["id"]
+    await admin.data(EDIT_SET, {"id": calc["id"], "line": line, "qty": 3, "restock": False})
+    await admin.data(EDIT_COMMIT, {"id": calc["id"]})
+    await receiver.wait(lambda items: len([r for r in items if r.topic == "orders/updated"]) >= 2)
+    created = receiver.of("orders/create")[0].json()
+    paid = receiver.of("orders/paid")[0].json()
+    edited = receiver.of("orders/updated")[-1].json()
+    assert (created["financial_status"], created["total_outstanding"]) == ("pending", "20.00")
+    assert (paid["financial_status"], paid["total_outstanding"]) == ("paid", "0.00")
+    assert (edited["financial_status"], edited["total_outstanding"]) == ("partially_paid", "10.00")
+    assert edited["current_total_price"] == edited["total_price"] == "30.00"
+    assert edited["current_total_price_set"]["shop_money"] == {
+        "amount": "30.00",
+        "currency_code": "USD",
+    }
+    (item,) = edited["line_items"]
+    assert (item["current_quantity"], item["fulfillable_quantity"]) == (3, 3)
+    assert item["variant_inventory_management"] == "shopify"
+    assert edited["source_name"] == "web"
+    assert edited["created_at"] == created["created_at"]
