@@ -21,6 +21,7 @@ import base64
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from stocksync.sandbox.ids import IdGenerator, gid, level_gid
@@ -353,10 +354,38 @@ class Order:
     refunds: list[Refund] = field(default_factory=list)
     tags: list[str] = field(default_factory=list)
     note: str | None = None
+    # Money the customer has paid (before refunds): what `total_outstanding` is measured against.
+    received: Decimal = Decimal("0.00")
+    # The sandbox's orders stand for online-store checkouts.
+    source_name: str = "web"
 
     @property
     def gid(self) -> str:
         return gid("Order", self.id)
+
+    @property
+    def total_price(self) -> Decimal:
+        """The order's lines as placed and edited (no discounts, taxes or shipping here)."""
+        return sum(
+            (Decimal(li.price) * (li.quantity - li.removed) for li in self.line_items), Decimal(0)
+        )
+
+    @property
+    def current_total_price(self) -> Decimal:
+        """What the customer owes for the units still on the order (after edits and refunds)."""
+        return sum((Decimal(li.price) * li.current_quantity for li in self.line_items), Decimal(0))
+
+    @property
+    def refunded_amount(self) -> Decimal:
+        """Money given back: refunded lines' value, never more than was received."""
+        lines = sum(
+            (Decimal(rl.subtotal) for refund in self.refunds for rl in refund.lines), Decimal(0)
+        )
+        return min(lines, self.received)
+
+    @property
+    def total_outstanding(self) -> Decimal:
+        return max(Decimal(0), self.current_total_price - (self.received - self.refunded_amount))
 
     @property
     def name(self) -> str:
@@ -452,6 +481,8 @@ class Shop:
         self.access_token = access_token or f"shpat_{secrets.token_hex(16)}"
         self.access_tokens[self.access_token] = "read_all,write_all"
         self.id = ids()
+        self.created_at = now()
+        self.email = f"owner@{name}.example.com"
         self.emit: EventSink = lambda topic, payload: None
         self.locations: dict[int, Location] = {}
         self.products: dict[int, Product] = {}
@@ -634,7 +665,9 @@ class Shop:
             del self.levels[key]
         for pos, vid in enumerate(product.variant_ids, start=1):
             self.variants[vid].position = pos
-        self.emit("inventory_items/delete", {"id": item.id})
+        from stocksync.sandbox.payloads import inventory_item_delete_payload
+
+        self.emit("inventory_items/delete", inventory_item_delete_payload(item))
 
     def delete_product(self, product: Product) -> None:
         for vid in list(product.variant_ids):
@@ -801,6 +834,8 @@ class Shop:
                     ["order", "lineItems", str(index)],
                 )
             claims.append((line, level, quantity))
+        if financial_status == "PAID":
+            order.received = order.current_total_price
         self.next_order_number += 1
         self.orders[order.id] = order
         for line, level, quantity in claims:
@@ -881,6 +916,7 @@ class Shop:
         if order.cancelled_at is not None:
             raise ShopError("Order is cancelled", None, ["id"])
         order.financial_status = "PAID"
+        order.received += order.total_outstanding
         self._order_changed(order, "orders/paid")
 
     def _order_changed(self, order: Order, *topics: str) -> None:
