@@ -328,8 +328,9 @@ def _totals(order: Order) -> dict[str, Any]:
 
 
 def order_payload(shop: Shop, order: Order) -> dict[str, Any]:
-    """The REST Order. Keys of things the sandbox does not have (customer, addresses) are left
-    out; keys of things it has none of (discounts, shipping lines, taxes) are empty."""
+    """The REST Order. The sandbox's orders have no customer (its key is left out) and no
+    addresses (null, as Shopify sends for an order without them); discounts, shipping lines
+    and taxes are empty."""
     token = _token(order)
     payload: dict[str, Any] = {
         "id": order.id,
@@ -392,11 +393,13 @@ def order_payload(shop: Shop, order: Order) -> dict[str, Any]:
         ),
         "updated_at": iso_offset(order.updated_at),
         "user_id": None,
+        "billing_address": None,
         "discount_applications": [],
         "fulfillments": [_fulfillment_body(shop, order, f) for f in order.fulfillments],
         "line_items": [line_item_payload(shop, order, li) for li in order.line_items],
         "payment_terms": None,
         "refunds": [_refund_body(shop, order, r) for r in order.refunds],
+        "shipping_address": None,
         "shipping_lines": [],
         "returns": [],
         "line_item_groups": [],
@@ -418,6 +421,8 @@ def _fulfillment_body(shop: Shop, order: Order, fulfillment: Fulfillment) -> dic
         "location_id": fulfillment.location_id,
         "origin_address": None,
         "email": order.email,
+        # Where the parcel goes: the order's shipping address, which the sandbox has none of.
+        "destination": None,
         "line_items": [
             {**_line_base(shop, order, li), "quantity": qty}
             for _, line_id, qty in fulfillment.lines
