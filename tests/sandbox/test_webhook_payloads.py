@@ -321,3 +321,26 @@ async def test_order_money_adds_up_and_outstanding_follows_payments(
     assert item["variant_inventory_management"] == "shopify"
     assert edited["source_name"] == "web"
     assert edited["created_at"] == created["created_at"]
+
+
+async def test_a_refund_records_the_money_given_back(admin: Admin, receiver: Receiver) -> None:
+    """A refund of paid units carries the refund transaction (its amount is the refunded
+    lines' value); a cancellation that restocks without refunding gives no money back."""
+    await subscribe(admin, receiver, "REFUNDS_CREATE")
+    loc = (await location_ids(admin))[0]
+    variant = (await make_product(admin, "Mug", ["MUG-1"], {loc: 10}))[0]["id"]
+    order = await create_order(admin, variant, 3)
+    await _refund(admin, order, "CANCEL", qty=1)
+    await _cancel(admin, order["id"], restock=True)
+    await receiver.wait(lambda items: len(items) == 2)
+    first, second = sorted((r.json() for r in receiver.items), key=lambda r: r["id"])
+    (transaction,) = first["transactions"]
+    assert (transaction["kind"], transaction["status"], transaction["amount"]) == (
+        "refund",
+        "success",
+        "10.00",
+    )
+    assert transaction["order_id"] == first["order_id"]
+    assert first["refund_line_items"][0]["location_id"] is not None  # restocked there
+    assert second["transactions"] == []  # orderCancel(refund: false): nothing paid back
+    assert second["restock"] is True
