@@ -475,11 +475,49 @@ def _refund_body(shop: Shop, order: Order, refund: Refund) -> dict[str, Any]:
         "total_duties_set": money_set(_ZERO, order.currency),
         "return": None,
         "restock": any(rl.restocked for rl in refund.lines),
+        "additional_fees": [],
+        "total_additional_fees_set": money_set(_ZERO, order.currency),
         "refund_shipping_lines": [],
         "admin_graphql_api_id": refund.gid,
         "order_adjustments": [],
         "refund_line_items": lines,
-        "transactions": [],
+        "transactions": [_refund_transaction(order, refund)] if refund.transaction_id else [],
+    }
+
+
+def _refund_transaction(order: Order, refund: Refund) -> dict[str, Any]:
+    """The refund transaction paying `refund.amount` back (the sandbox's payments are manual:
+    no gateway, no authorisation, settled at once)."""
+    assert refund.transaction_id is not None
+    unsettled = {"amount": money(_ZERO), "currency": order.currency}
+    return {
+        "id": refund.transaction_id,
+        "order_id": order.id,
+        "kind": "refund",
+        "gateway": "manual",
+        "status": "success",
+        "message": None,
+        "created_at": iso_offset(refund.created_at),
+        "test": order.test,
+        "authorization": None,
+        "location_id": None,
+        "user_id": None,
+        "parent_id": None,
+        "processed_at": iso_offset(refund.created_at),
+        "device_id": None,
+        "error_code": None,
+        "source_name": order.source_name,
+        "receipt": {},
+        "amount": money(refund.amount),
+        "currency": order.currency,
+        "payment_id": f"{order.name}.{order.refunds.index(refund) + 1}",
+        "total_unsettled_set": {
+            "presentment_money": dict(unsettled),
+            "shop_money": dict(unsettled),
+        },
+        "manual_payment_gateway": True,
+        "amount_rounding": None,
+        "admin_graphql_api_id": gid("OrderTransaction", refund.transaction_id),
     }
 
 

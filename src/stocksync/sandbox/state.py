@@ -312,6 +312,10 @@ class Refund:
     created_at: float
     note: str | None
     lines: list[RefundLine]
+    # Money given back to the customer, and the refund transaction that did it (None when
+    # nothing was paid back: an unpaid order, or a cancellation without refund).
+    amount: Decimal = Decimal("0.00")
+    transaction_id: int | None = None
 
     @property
     def gid(self) -> str:
@@ -377,11 +381,8 @@ class Order:
 
     @property
     def refunded_amount(self) -> Decimal:
-        """Money given back: refunded lines' value, never more than was received."""
-        lines = sum(
-            (Decimal(rl.subtotal) for refund in self.refunds for rl in refund.lines), Decimal(0)
-        )
-        return min(lines, self.received)
+        """Money given back by the order's refunds."""
+        return sum((refund.amount for refund in self.refunds), Decimal(0))
 
     @property
     def total_outstanding(self) -> Decimal:
@@ -1001,7 +1002,10 @@ class Shop:
         note: str | None = None,
         *,
         emit_order_update: bool = True,
+        pay_back: bool = True,
     ) -> Refund:
+        """Refund lines; with `pay_back`, their value goes back to the customer, up to what
+        was received and not yet refunded (a cancellation without refund only restocks)."""
         refund = Refund(self.ids(), order.id, self.now(), note, [])
         planned: list[tuple[LineItem, int, str, int | None]] = []
         pending: dict[int, tuple[int, int]] = {}  # line id -> (unfulfilled used, fulfilled used)
@@ -1070,6 +1074,11 @@ class Shop:
                     f"{float(line.price) * qty:.2f}",
                 )
             )
+        if pay_back:
+            value = sum((Decimal(rl.subtotal) for rl in refund.lines), Decimal(0))
+            refund.amount = min(value, order.received - order.refunded_amount)
+            if refund.amount > 0:
+                refund.transaction_id = self.ids()
         order.refunds.append(refund)
         if all(li.current_quantity == 0 for li in order.line_items):
             order.financial_status = (
@@ -1129,7 +1138,7 @@ class Shop:
         ]
         if lines and (restock or refund):
             # Shopify records a restocking cancellation as a refund with restock type `cancel`.
-            self.refund(order, lines, emit_order_update=False)
+            self.refund(order, lines, emit_order_update=False, pay_back=refund)
         else:
             for li in order.line_items:
                 if li.unfulfilled > 0:
