@@ -33,8 +33,9 @@ if TYPE_CHECKING:
 
 
 def location_payload(loc: Location) -> dict[str, Any]:
-    """locations/create|update|activate|deactivate: the REST Location. The sandbox's
-    locations have no address, so its fields are null."""
+    """locations/create|update|activate|deactivate: the REST Location. The sandbox's shops
+    are US shops and their locations have no street address: the country is set, the rest of
+    the address is null (as Shopify shows for a location without one)."""
     return {
         "id": loc.id,
         "name": loc.name,
@@ -43,17 +44,17 @@ def location_payload(loc: Location) -> dict[str, Any]:
         "city": None,
         "zip": None,
         "province": None,
-        "country": None,
+        "country": "US",
         "phone": None,
         "created_at": iso_offset(loc.created_at),
         "updated_at": iso_offset(loc.updated_at),
-        "country_code": None,
-        "country_name": None,
+        "country_code": "US",
+        "country_name": "United States",
         "province_code": None,
         "legacy": False,
         "active": loc.is_active,
         "admin_graphql_api_id": loc.gid,
-        "localized_country_name": None,
+        "localized_country_name": "United States",
         "localized_province_name": None,
     }
 
