@@ -46,9 +46,13 @@ LINE_ITEM_FIELDS = {
 }
 
 
-def _check(payload: dict[str, Any], spec: dict[str, Any]) -> None:
-    """Exactly these fields, with these types."""
-    assert set(payload) == set(spec), set(payload) ^ set(spec)
+def _check(payload: dict[str, Any], spec: dict[str, Any], exact: bool = True) -> None:
+    """These fields (exactly these, unless `exact` is false: the full documented structure
+    is checked in test_webhook_payloads.py), with these types."""
+    if exact:
+        assert set(payload) == set(spec), set(payload) ^ set(spec)
+    else:
+        assert set(spec) <= set(payload), set(spec) - set(payload)
     for key, kind in spec.items():
         assert isinstance(payload[key], kind), (key, payload[key])
 
@@ -136,7 +140,7 @@ async def test_order_payloads(admin: Admin, receiver: Receiver) -> None:
     assert created["cancelled_at"] is None
     assert created["id"] > BIG
     assert isinstance(created["id"], int)
-    _check(created["line_items"][0], LINE_ITEM_FIELDS)
+    _check(created["line_items"][0], LINE_ITEM_FIELDS, exact=False)
     assert created["line_items"][0]["sku"] == "SCARF-1"
     assert created["line_items"][0]["quantity"] == 3
     await _refund(admin, order, "CANCEL", qty=1)
@@ -153,13 +157,21 @@ async def test_order_payloads(admin: Admin, receiver: Receiver) -> None:
             "location_id": int,
             "restock_type": str,
             "subtotal": float,
+            "subtotal_set": dict,
             "total_tax": float,
+            "total_tax_set": dict,
             "line_item": dict,
         },
     )
     assert (line["quantity"], line["restock_type"]) == (1, "cancel")
     assert line["line_item_id"] == created["line_items"][0]["id"]
-    _check(line["line_item"], LINE_ITEM_FIELDS)
+    # A refund's line item is the line without its current quantity (Shopify sends none there).
+    assert "current_quantity" not in line["line_item"]
+    _check(
+        line["line_item"],
+        {k: v for k, v in LINE_ITEM_FIELDS.items() if k != "current_quantity"},
+        exact=False,
+    )
     await _cancel(admin, order["id"], restock=True)
     await receiver.wait(lambda items: bool([r for r in items if r.topic == "orders/cancelled"]))
     cancelled = receiver.of("orders/cancelled")[0].json()

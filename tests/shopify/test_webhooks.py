@@ -22,6 +22,7 @@ from stocksync.domain.events import (
 from stocksync.domain.ports import LevelWrite, OrderLine, OrderSnapshot, Refund, RefundLine
 from stocksync.platforms.shopify import WebhookPayloadError, parse_webhook, verify_hmac
 from tests.sandbox.conftest import Receiver, subscribe
+from tests.sandbox.test_webhook_payloads import load_samples, problems
 from tests.shopify.conftest import APP_SECRET, Env
 from tests.shopify.helpers import cancel, edit_quantity, number, order, product, refund
 
@@ -135,6 +136,18 @@ REFUND = b"""{
      "location_id": 9007199254740993, "restock_type": "legacy_restock"}
   ]
 }"""
+
+
+@pytest.mark.parametrize(
+    ("topic", "body"),
+    [("inventory_levels/update", LEVEL_UPDATE), ("orders/paid", ORDER), ("refunds/create", REFUND)],
+)
+def test_these_payloads_use_only_documented_keys_and_types(topic: str, body: bytes) -> None:
+    """The payloads above are cut down from Shopify's samples (tests/sandbox/webhook_samples):
+    fewer keys, but none that Shopify does not send and no value of another type."""
+    name, doc = load_samples()[topic]
+    found = [p for p in problems(name, doc, json.loads(body)) if not p.startswith("coverage")]
+    assert found == []
 
 
 def test_documented_inventory_level_update() -> None:

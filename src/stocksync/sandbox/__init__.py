@@ -61,6 +61,12 @@ Known differences from Shopify
   addresses, discounts, shipping and taxes are not accepted.
 - A product created with `productCreate` keeps one variant (each option's first value);
   `REMOVE_STANDALONE_VARIANT` replaces it, as on Shopify since 2024-04.
+- Webhook bodies carry the keys of Shopify's documented sample for each topic
+  (tests/sandbox/webhook_samples/). An order has no customer, so that key is left out, and
+  no addresses, so they are null; it has no discounts, taxes, shipping lines, duties or
+  payment transactions, so those are empty or zero; `total_outstanding` is the current
+  total less the payments received net of refunds (an order created `PARTIALLY_PAID` counts
+  as nothing received).
 - No REST Admin API, no storefront, no metafields, no customers, no draft orders, no
   markets, no multi-currency; money is USD.
 

@@ -21,6 +21,7 @@ import base64
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from stocksync.sandbox.ids import IdGenerator, gid, level_gid
@@ -311,6 +312,10 @@ class Refund:
     created_at: float
     note: str | None
     lines: list[RefundLine]
+    # Money given back to the customer, and the refund transaction that did it (None when
+    # nothing was paid back: an unpaid order, or a cancellation without refund).
+    amount: Decimal = Decimal("0.00")
+    transaction_id: int | None = None
 
     @property
     def gid(self) -> str:
@@ -353,10 +358,35 @@ class Order:
     refunds: list[Refund] = field(default_factory=list)
     tags: list[str] = field(default_factory=list)
     note: str | None = None
+    # Money the customer has paid (before refunds): what `total_outstanding` is measured against.
+    received: Decimal = Decimal("0.00")
+    # The sandbox's orders stand for online-store checkouts.
+    source_name: str = "web"
 
     @property
     def gid(self) -> str:
         return gid("Order", self.id)
+
+    @property
+    def total_price(self) -> Decimal:
+        """The order's lines as placed and edited (no discounts, taxes or shipping here)."""
+        return sum(
+            (Decimal(li.price) * (li.quantity - li.removed) for li in self.line_items), Decimal(0)
+        )
+
+    @property
+    def current_total_price(self) -> Decimal:
+        """What the customer owes for the units still on the order (after edits and refunds)."""
+        return sum((Decimal(li.price) * li.current_quantity for li in self.line_items), Decimal(0))
+
+    @property
+    def refunded_amount(self) -> Decimal:
+        """Money given back by the order's refunds."""
+        return sum((refund.amount for refund in self.refunds), Decimal(0))
+
+    @property
+    def total_outstanding(self) -> Decimal:
+        return max(Decimal(0), self.current_total_price - (self.received - self.refunded_amount))
 
     @property
     def name(self) -> str:
@@ -452,6 +482,8 @@ class Shop:
         self.access_token = access_token or f"shpat_{secrets.token_hex(16)}"
         self.access_tokens[self.access_token] = "read_all,write_all"
         self.id = ids()
+        self.created_at = now()
+        self.email = f"owner@{name}.example.com"
         self.emit: EventSink = lambda topic, payload: None
         self.locations: dict[int, Location] = {}
         self.products: dict[int, Product] = {}
@@ -634,7 +666,9 @@ class Shop:
             del self.levels[key]
         for pos, vid in enumerate(product.variant_ids, start=1):
             self.variants[vid].position = pos
-        self.emit("inventory_items/delete", {"id": item.id})
+        from stocksync.sandbox.payloads import inventory_item_delete_payload
+
+        self.emit("inventory_items/delete", inventory_item_delete_payload(item))
 
     def delete_product(self, product: Product) -> None:
         for vid in list(product.variant_ids):
@@ -801,6 +835,8 @@ class Shop:
                     ["order", "lineItems", str(index)],
                 )
             claims.append((line, level, quantity))
+        if financial_status == "PAID":
+            order.received = order.current_total_price
         self.next_order_number += 1
         self.orders[order.id] = order
         for line, level, quantity in claims:
@@ -881,6 +917,7 @@ class Shop:
         if order.cancelled_at is not None:
             raise ShopError("Order is cancelled", None, ["id"])
         order.financial_status = "PAID"
+        order.received += order.total_outstanding
         self._order_changed(order, "orders/paid")
 
     def _order_changed(self, order: Order, *topics: str) -> None:
@@ -965,7 +1002,10 @@ class Shop:
         note: str | None = None,
         *,
         emit_order_update: bool = True,
+        pay_back: bool = True,
     ) -> Refund:
+        """Refund lines; with `pay_back`, their value goes back to the customer, up to what
+        was received and not yet refunded (a cancellation without refund only restocks)."""
         refund = Refund(self.ids(), order.id, self.now(), note, [])
         planned: list[tuple[LineItem, int, str, int | None]] = []
         pending: dict[int, tuple[int, int]] = {}  # line id -> (unfulfilled used, fulfilled used)
@@ -1034,6 +1074,11 @@ class Shop:
                     f"{float(line.price) * qty:.2f}",
                 )
             )
+        if pay_back:
+            value = sum((Decimal(rl.subtotal) for rl in refund.lines), Decimal(0))
+            refund.amount = min(value, order.received - order.refunded_amount)
+            if refund.amount > 0:
+                refund.transaction_id = self.ids()
         order.refunds.append(refund)
         if all(li.current_quantity == 0 for li in order.line_items):
             order.financial_status = (
@@ -1093,7 +1138,7 @@ class Shop:
         ]
         if lines and (restock or refund):
             # Shopify records a restocking cancellation as a refund with restock type `cancel`.
-            self.refund(order, lines, emit_order_update=False)
+            self.refund(order, lines, emit_order_update=False, pay_back=refund)
         else:
             for li in order.line_items:
                 if li.unfulfilled > 0:
