@@ -28,7 +28,9 @@ Decisions worth knowing (each mirrors Shopify unless said otherwise):
   that can be read and written, but orders do not decrement them.
 * A deleted or unknown item, or a deleted location, reads as not stocked (``None``).
 * Order versions are strictly increasing per store (hence per order): the clock's instant,
-  bumped by a microsecond when the clock has not moved past the last version. They are text in
+  bumped by a microsecond when the clock has not moved past the last version. With the
+  world's ``whole_second_versions`` on they are whole seconds and never bumped, as Shopify's
+  ``updated_at`` is: changes within one second share one version. They are text in
   one fixed-width UTC format (``2025-01-01T00:00:00.000000Z``), so text order is time order.
 * Financial status (Shopify's display financial status, lower case):
 
@@ -354,6 +356,9 @@ class MemoryWorld:
         # yields to the event loop first, so concurrent engine tasks interleave between a
         # read and the write that follows it, as they would against a real platform.
         self.yield_on_call = yield_on_call
+        # Shopify's order ``updated_at`` has whole seconds: several changes of one order in
+        # one second report the same version. Off by default (versions strictly increase).
+        self.whole_second_versions = False
         self.lock = threading.RLock()
         self.stores: dict[str, MemoryStore] = {}
         self._outbox: list[Delivery] = []
@@ -1187,6 +1192,10 @@ class MemoryStore:
             del self._levels[key]
 
     def _next_version(self) -> str:
+        if self.world.whole_second_versions:
+            version = format_version(self.world.now().replace(microsecond=0))
+            self._last_version = max(version, self._last_version)
+            return self._last_version
         version = format_version(self.world.now())
         if version <= self._last_version:
             last = datetime.fromisoformat(self._last_version.replace("Z", "+00:00"))
