@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from stocksync.domain.connection import ConnectionSettings
 from stocksync.domain.levels import MAX_QUANTITY
 from stocksync.domain.orders import (
-    ALWAYS_COUNTED,
     KNOWN_STATUSES,
+    MONEY_TAKEN,
     LineState,
     OrderPlan,
     OrderState,
@@ -20,6 +20,7 @@ from stocksync.domain.orders import (
     plan_order,
     refund_natural_key,
     restock_units,
+    shows_paid_in_full,
 )
 from stocksync.domain.ports import OrderLine, OrderSnapshot, RefundLine
 
@@ -41,11 +42,12 @@ def _settings(authorized: bool, partially_paid: bool, pending: bool) -> Connecti
 
 
 def _expected_counted(status: str, authorized: bool, partially_paid: bool, pending: bool) -> bool:
-    """The rule of B15, written out per status."""
+    """The rule of B15, written out per status, for an order never shown paid in full: money
+    taken says it was paid at least in part, never that it was paid in full."""
     return {
-        "paid": True,
-        "partially_refunded": True,
-        "refunded": True,
+        "paid": partially_paid,
+        "partially_refunded": partially_paid,
+        "refunded": partially_paid,
         "authorized": authorized,
         "partially_paid": partially_paid,
         "pending": pending,
@@ -72,14 +74,43 @@ def test_is_counted_status_for_every_status_and_setting(
     assert is_counted_status(status, settings_) is expected
 
 
-def test_paid_and_later_states_always_count() -> None:
-    assert {"paid", "partially_refunded", "refunded"} == ALWAYS_COUNTED
-    for status in ALWAYS_COUNTED:
-        assert is_counted_status(status, PAID_ONLY)
+@pytest.mark.parametrize("status", [*sorted(KNOWN_STATUSES), "unknown"])
+def test_an_order_once_paid_in_full_always_counts(status: str) -> None:
+    assert is_counted_status(status, PAID_ONLY, paid_in_full=True)
+
+
+def test_money_taken_without_payment_in_full_is_not_paid() -> None:
+    """A deposit order partially refunded was never paid (B15)."""
+    assert {"paid", "partially_refunded", "refunded"} == MONEY_TAKEN
+    for status in MONEY_TAKEN:
+        assert not is_counted_status(status, PAID_ONLY)
+        assert is_counted_status(status, ConnectionSettings(count_partially_paid=True))
+
+
+@pytest.mark.parametrize(
+    ("status", "paid_in_full", "expected"),
+    [
+        ("paid", None, True),  # the platform's own word for "paid in full now"
+        (" PAID", None, True),
+        ("partially_refunded", None, False),  # a status word alone never says it
+        ("refunded", None, False),
+        ("partially_paid", None, False),
+        ("pending", None, False),
+        ("partially_refunded", True, True),  # the platform's evidence decides
+        ("partially_paid", True, True),
+        ("paid", False, False),
+        ("refunded", False, False),
+    ],
+)
+def test_evidence_of_payment_in_full(
+    status: str, paid_in_full: bool | None, expected: bool
+) -> None:
+    snapshot = OrderSnapshot("O1", status, False, V1, (), paid_in_full=paid_in_full)
+    assert shows_paid_in_full(snapshot) is expected
 
 
 def test_status_is_read_case_and_space_insensitively() -> None:
-    assert is_counted_status("  PAID ", PAID_ONLY)
+    assert is_counted_status("  PARTIALLY_paid ", ConnectionSettings(count_partially_paid=True))
     assert is_counted_status("Pending", ConnectionSettings(count_pending=True))
     assert not is_counted_status("Pending", PAID_ONLY)
 
@@ -96,6 +127,7 @@ def _order(
     status: str = "paid",
     version: str = V1,
     lines: tuple[tuple[str, int], ...] = (("L1", 2),),
+    paid_in_full: bool | None = None,
 ) -> OrderSnapshot:
     return OrderSnapshot(
         id="O1",
@@ -105,6 +137,7 @@ def _order(
         lines=tuple(
             OrderLine(id=i, variant_id=f"var-{i}", sku=f"SKU-{i}", quantity=q) for i, q in lines
         ),
+        paid_in_full=paid_in_full,
     )
 
 
@@ -181,7 +214,7 @@ def test_new_line_added_by_an_edit_is_a_first_count() -> None:
 
 def test_uncounted_pending_order_counts_once_paid() -> None:
     pending = plan_order(_order(status="pending", version=V1), None, PAID_ONLY, ALL_LINES)
-    assert pending == OrderPlan(stale=False, counted=False, changes=())
+    assert pending == OrderPlan(stale=False, counted=False, changes=(), paid_in_full=False)
     state = OrderState(counted=False, version=V1, lines={})
     paid = plan_order(_order(status="paid", version=V2), state, PAID_ONLY, ALL_LINES)
     assert paid.counted
@@ -319,3 +352,87 @@ def test_a_line_never_gives_back_more_than_was_counted(counted: int, refunds: li
 def test_refund_natural_key_is_per_refund_line() -> None:
     line = RefundLine(id="RL7", line_id="L1", quantity=1, restock=True)
     assert refund_natural_key("O1", "R3", line) == "O1:R3:RL7"
+
+
+# --- paid in full at some point (B15) -----------------------------------------------------------
+
+
+def test_deposit_order_partially_refunded_is_not_counted_on_paid_only() -> None:
+    snapshot = _order(status="partially_refunded", paid_in_full=False, lines=(("L1", 3),))
+    plan = plan_order(snapshot, None, PAID_ONLY, ALL_LINES)
+    assert not plan.counted
+    assert plan.changes == ()
+    assert not plan.paid_in_full
+
+
+def test_stale_snapshot_paid_in_full_makes_the_order_count_by_a_read() -> None:
+    """The edit (partially paid, 3 units) applied first, then the older orders/paid."""
+    state = OrderState(counted=False, version=V2, lines={})
+    plan = plan_order(_order(version=V1, paid_in_full=True), state, PAID_ONLY, ALL_LINES)
+    assert plan.stale
+    assert plan.changes == ()  # its quantities are not the newest
+    assert plan.paid_in_full
+    assert plan.needs_read
+    # the read, at the newest version: counted with its quantities, evidence remembered
+    remembered = OrderState(counted=False, version=V2, lines={}, paid_in_full=True)
+    read = _order(status="partially_paid", version=V2, lines=(("L1", 3),), paid_in_full=False)
+    plan = plan_order(read, remembered, PAID_ONLY, ALL_LINES)
+    assert plan.counted
+    assert plan.paid_in_full
+    assert not plan.needs_read
+    assert [(c.kind, c.delta) for c in plan.changes] == [("order_line", -3)]
+
+
+def test_stale_snapshot_without_new_evidence_needs_no_read() -> None:
+    state = OrderState(counted=True, version=V2, lines={"L1": LineState(3, 0)}, paid_in_full=True)
+    plan = plan_order(_order(version=V1, paid_in_full=True), state, PAID_ONLY, ALL_LINES)
+    assert plan == OrderPlan(stale=True, counted=True, changes=(), paid_in_full=True)
+    state = OrderState(counted=False, version=V2, lines={})
+    plan = plan_order(_order(status="pending", version=V1), state, PAID_ONLY, ALL_LINES)
+    assert not plan.needs_read
+    assert not plan.counted
+
+
+@DETERMINISTIC
+@given(
+    order=st.permutations(range(4)),
+    paid_at=st.integers(min_value=0, max_value=3),
+    quantities=st.lists(st.integers(min_value=1, max_value=9), min_size=4, max_size=4),
+)
+def test_paid_in_full_at_any_point_counts_the_newest_quantities_in_any_order(
+    order: list[int], paid_at: int, quantities: list[int]
+) -> None:
+    """Four snapshots of one order, only one of them showing it paid in full, applied in any
+    order; a needed read answers the newest snapshot. The order ends counted, once, with the
+    newest quantity."""
+    snapshots = [
+        _order(
+            status="paid" if n == paid_at else "partially_paid",
+            version=f"2025-01-01T00:00:0{n}.000000Z",
+            lines=(("L1", quantities[n]),),
+            paid_in_full=n == paid_at,
+        )
+        for n in range(4)
+    ]
+    state: OrderState | None = None
+    total = 0
+
+    def apply(snapshot: OrderSnapshot) -> bool:
+        nonlocal state, total
+        plan = plan_order(snapshot, state, PAID_ONLY, ALL_LINES)
+        lines = dict(state.lines) if state else {}
+        for change in plan.changes:
+            total += change.delta
+            lines[change.line_id] = LineState(change.counted_after, 0)
+        version = state.version if plan.stale and state else snapshot.version
+        state = OrderState(plan.counted, version, lines, plan.paid_in_full)
+        return plan.needs_read
+
+    for n in order:
+        if apply(snapshots[n]):
+            assert not apply(snapshots[3])  # the read: the order as it is now
+    assert state is not None
+    assert state.counted
+    assert state.paid_in_full
+    # the newest snapshot is always applied (or read) at some point
+    assert total == -quantities[3]

@@ -15,9 +15,11 @@ from stocksync.domain.connection import ConnectionSettings
 from stocksync.domain.levels import MAX_QUANTITY
 from stocksync.domain.ports import OrderSnapshot, RefundLine
 
-# Paid, and the states an order reaches only from paid, always count (B15).
-ALWAYS_COUNTED = frozenset({"paid", "partially_refunded", "refunded"})
-KNOWN_STATUSES = ALWAYS_COUNTED | {
+# States in which money was taken. None of them alone says the order was paid in full: a
+# deposit order that is partially refunded never was (B15); only evidence of payment in full
+# (``OrderSnapshot.paid_in_full``, remembered once seen) makes an order count as paid.
+MONEY_TAKEN = frozenset({"paid", "partially_refunded", "refunded"})
+KNOWN_STATUSES = MONEY_TAKEN | {
     "pending",
     "authorized",
     "partially_paid",
@@ -26,24 +28,39 @@ KNOWN_STATUSES = ALWAYS_COUNTED | {
 }
 
 
-def is_counted_status(financial_status: str, settings: ConnectionSettings) -> bool:
-    """Whether an order first seen in ``financial_status`` counts now.
+def shows_paid_in_full(snapshot: OrderSnapshot) -> bool:
+    """Whether this snapshot is evidence that the order was paid in full at its version. A
+    platform that cannot tell (``paid_in_full`` None) is believed only for the status
+    ``paid``, which is the platform's own word for "paid in full" at that instant."""
+    if snapshot.paid_in_full is not None:
+        return snapshot.paid_in_full
+    return snapshot.financial_status.strip().lower() == "paid"
 
-    An order first seen ``voided`` was cancelled before we saw it (its earlier webhooks lost).
-    It was pending or authorized before; it counts when both of those count, since then it
-    certainly passed through a counted state and its cancellation's restock will give the units
-    back. ``expired`` is reached only from ``authorized``."""
+
+def is_counted_status(
+    financial_status: str, settings: ConnectionSettings, paid_in_full: bool = False
+) -> bool:
+    """Whether an order in ``financial_status`` counts now, ``paid_in_full`` telling whether
+    it was ever paid in full (B15).
+
+    An order paid in full at some point always counts. Otherwise money taken (paid,
+    partially refunded or refunded without evidence of payment in full) means at least part
+    of it was paid: it counts where partially paid orders count. An order first seen
+    ``voided`` was cancelled before we saw it (its earlier webhooks lost). It was pending or
+    authorized before; it counts when both of those count, since then it certainly passed
+    through a counted state and its cancellation's restock will give the units back.
+    ``expired`` is reached only from ``authorized``."""
+    if paid_in_full:
+        return True
     status = financial_status.strip().lower()
     if status == "voided":
         return settings.count_authorized and settings.count_pending
     if status == "expired":
         return settings.count_authorized
-    if status in ALWAYS_COUNTED:
-        return True
+    if status in MONEY_TAKEN or status == "partially_paid":
+        return settings.count_partially_paid
     if status == "authorized":
         return settings.count_authorized
-    if status == "partially_paid":
-        return settings.count_partially_paid
     if status == "pending":
         return settings.count_pending
     return False
@@ -60,6 +77,7 @@ class OrderState:
     counted: bool
     version: str
     lines: Mapping[str, LineState]
+    paid_in_full: bool = False  # evidence seen, in any snapshot, of payment in full
 
 
 @dataclass(frozen=True)
@@ -78,6 +96,10 @@ class OrderPlan:
     stale: bool  # the snapshot is older than what we already applied
     counted: bool  # whether the order is counted after this snapshot
     changes: tuple[LineChange, ...]
+    paid_in_full: bool = False  # evidence of payment in full, this snapshot's included
+    # The order now counts (or may change) but this snapshot's quantities cannot be taken:
+    # the order's current state must be read, and applied.
+    needs_read: bool = False
 
 
 def plan_order(
@@ -88,12 +110,32 @@ def plan_order(
 ) -> OrderPlan:
     """Decide what a snapshot changes. ``linked_lines`` are the lines whose variant is linked
     to a source; other lines are not ours to count."""
+    paid_in_full = shows_paid_in_full(snapshot) or (state is not None and state.paid_in_full)
     if state is not None and snapshot.version < state.version:
-        return OrderPlan(stale=True, counted=state.counted, changes=())
+        # Too old for its quantities, but its evidence of payment holds whatever came since
+        # (a paid order edited before its orders/paid webhook was processed). If that makes
+        # the order count, it counts with its newest quantities, which a read gives.
+        newly_counted = not state.counted and is_counted_status(
+            snapshot.financial_status, settings, paid_in_full
+        )
+        return OrderPlan(
+            stale=True,
+            counted=state.counted,
+            changes=(),
+            paid_in_full=paid_in_full,
+            needs_read=newly_counted,
+        )
     already = state is not None and state.counted
-    counted = already or is_counted_status(snapshot.financial_status, settings)
+    counted = already or is_counted_status(snapshot.financial_status, settings, paid_in_full)
     if not counted:
-        return OrderPlan(stale=False, counted=False, changes=())
+        # Money was taken but this copy cannot say whether in full (a webhook without the
+        # outstanding balance): the order, read, can.
+        unsure = snapshot.paid_in_full is None and (
+            snapshot.financial_status.strip().lower() in MONEY_TAKEN - {"paid"}
+        )
+        return OrderPlan(
+            stale=False, counted=False, changes=(), paid_in_full=paid_in_full, needs_read=unsure
+        )
     known = state.lines if state is not None else {}
     changes: list[LineChange] = []
     for line in snapshot.lines:
@@ -125,7 +167,7 @@ def plan_order(
                     counted_after=line.quantity,
                 )
             )
-    return OrderPlan(stale=False, counted=True, changes=tuple(changes))
+    return OrderPlan(stale=False, counted=True, changes=tuple(changes), paid_in_full=paid_in_full)
 
 
 def restock_units(line: LineState | None, refund_line: RefundLine) -> int:

@@ -114,6 +114,11 @@ class OrderSnapshot:
     version: str  # ISO-8601 instant, comparable as text once normalised to UTC
     lines: tuple[OrderLine, ...]
     refunds: tuple[Refund, ...] = ()
+    # Whether the platform shows the order paid in full at ``version`` (Shopify's
+    # ``Order.fullyPaid``, or no balance outstanding on a paid order): True when it does,
+    # False when it shows a balance owed, None when the snapshot cannot tell. The engine
+    # remembers a True for good: "paid" means paid in full at some point (B15).
+    paid_in_full: bool | None = None
 
 
 @dataclass(frozen=True)

@@ -111,7 +111,7 @@ async def _order_state(
 ) -> OrderState | None:
     seen = (
         await conn.execute(
-            select(orders_seen.c.counted, orders_seen.c.version).where(
+            select(orders_seen.c.counted, orders_seen.c.version, orders_seen.c.paid_in_full).where(
                 orders_seen.c.destination_store_id == store_id,
                 orders_seen.c.order_id == order_id,
                 orders_seen.c.connection_id == connection_id,
@@ -131,6 +131,7 @@ async def _order_state(
         counted=bool(seen[0]),
         version=seen[1],
         lines={r[0]: LineState(int(r[1]), int(r[2])) for r in lines},
+        paid_in_full=bool(seen[2]),
     )
 
 
@@ -181,10 +182,16 @@ async def _record_ledger(
 
 
 async def apply_snapshot(
-    rt: Runtime, conn: AsyncConnection, store: StoreRecord, snapshot: OrderSnapshot
+    rt: Runtime,
+    conn: AsyncConnection,
+    store: StoreRecord,
+    snapshot: OrderSnapshot,
+    *,
+    from_read: bool = False,
 ) -> int:
     """Count, or follow the edits of, one order snapshot; then its refunds. Returns the number
-    of ledger rows written."""
+    of ledger rows written. ``from_read``: the snapshot is the order read from its platform
+    now (not a webhook's copy), so it is current."""
     written = 0
     bad = [line for line in snapshot.lines if not 0 <= line.quantity <= MAX_QUANTITY]
     for line in bad:
@@ -216,7 +223,12 @@ async def apply_snapshot(
         settings = ConnectionSettings.from_json(settings_row)
         state = await _order_state(conn, store.id, snapshot.id, connection_id)
         plan = plan_order(snapshot, state, settings, frozenset(lines))
+        if plan.needs_read and not from_read:
+            # Its quantities are not the order's newest: count what a read of it says.
+            await schedule.sync_order(rt, conn, store.id, snapshot.id)
         if plan.stale:
+            if state is not None and plan.paid_in_full and not state.paid_in_full:
+                await _remember_paid_in_full(conn, store.id, snapshot.id, connection_id)
             continue
         for change in plan.changes:
             link_id, _src, _item = lines[change.line_id]
@@ -276,6 +288,7 @@ async def apply_snapshot(
                     "cancelled": snapshot.cancelled,
                     "counted": plan.counted,
                     "version": snapshot.version,
+                    "paid_in_full": plan.paid_in_full,
                     "updated_at": rt.clock(),
                 }
             ],
@@ -285,12 +298,29 @@ async def apply_snapshot(
                 "cancelled": snapshot.cancelled,
                 "counted": plan.counted,
                 "version": snapshot.version,
+                # sticky: the plan includes what was remembered before
+                "paid_in_full": plan.paid_in_full,
                 "updated_at": rt.clock(),
             },
         )
     for refund in snapshot.refunds:
         written += await apply_refund(rt, conn, store, snapshot.id, refund)
     return written
+
+
+async def _remember_paid_in_full(
+    conn: AsyncConnection, store_id: int, order_id: str, connection_id: int
+) -> None:
+    """Evidence of payment in full from a snapshot too old for its quantities (B15)."""
+    await conn.execute(
+        update(orders_seen)
+        .where(
+            orders_seen.c.destination_store_id == store_id,
+            orders_seen.c.order_id == order_id,
+            orders_seen.c.connection_id == connection_id,
+        )
+        .values(paid_in_full=True)
+    )
 
 
 async def apply_refund(
@@ -391,7 +421,9 @@ async def process_event(rt: Runtime, inbox_id: int) -> None:
         if status != "pending":
             return
         if snapshot is not None:
-            await apply_snapshot(rt, conn, store, snapshot)
+            await apply_snapshot(
+                rt, conn, store, snapshot, from_read=not isinstance(event, OrderSeen)
+            )
         if refund is not None and isinstance(event, RefundSeen):
             await apply_refund(rt, conn, store, event.order_id, refund)
         await _finish(conn, inbox_id, "processed", None)
@@ -422,7 +454,7 @@ async def sync_order(rt: Runtime, store_id: int, order_id: str) -> None:
     if snapshot is None:
         return
     async with rt.db.begin() as conn:
-        await apply_snapshot(rt, conn, store, snapshot)
+        await apply_snapshot(rt, conn, store, snapshot, from_read=True)
         crash.point("order.before_commit")
 
 

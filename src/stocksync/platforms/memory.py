@@ -35,7 +35,10 @@ Decisions worth knowing (each mirrors Shopify unless said otherwise):
 * Financial status (Shopify's display financial status, lower case):
 
   - an order is placed ``pending``, ``authorized``, ``partially_paid`` or ``paid``;
-  - ``mark_paid``: pending / authorized / partially_paid -> paid;
+  - ``mark_paid``: pending / authorized / partially_paid -> paid; a partially refunded order
+    with a balance owed stays ``partially_refunded``;
+  - ``paid_in_full`` (Shopify's ``Order.fullyPaid``) is True from payment in full until
+    units are added (a balance is owed again); refunds do not change it;
   - an edit adding units to a ``paid`` or ``partially_refunded`` order -> ``partially_paid``
     (a balance is owed); removing units changes nothing until the merchant refunds;
   - a refund with money on a paid, partially paid or partially refunded order ->
@@ -486,6 +489,9 @@ class _Order:
     location_id: str
     lines: list[_Line]
     refunds: list[Refund] = field(default_factory=list)
+    # Shopify's Order.fullyPaid: nothing outstanding now (units added since payment owe
+    # their price again; refunds return money without making a balance owed).
+    fully_paid: bool = False
 
     def refunded(self, line_id: str) -> int:
         return sum(rl.quantity for r in self.refunds for rl in r.lines if rl.line_id == line_id)
@@ -829,6 +835,7 @@ class MemoryStore:
                 version=self._next_version(),
                 location_id=location,
                 lines=order_lines,
+                fully_paid=financial_status == "paid",
             )
             self._orders[order.id] = order
             snapshot = self._snapshot(order)
@@ -841,12 +848,19 @@ class MemoryStore:
             return snapshot
 
     def mark_paid(self, order_id: str) -> OrderSnapshot:
-        """Payment captured (pending / authorized / partially paid -> paid)."""
+        """Payment captured (pending / authorized / partially paid -> paid). The balance of a
+        partially refunded deposit order may be paid too: it stays ``partially_refunded``
+        (money went back once) and is paid in full from then on."""
         with self.world.lock:
             order = self._open_order(order_id)
-            if order.financial_status not in _UNPAID:
+            balance_after_refund = (
+                order.financial_status == "partially_refunded" and not order.fully_paid
+            )
+            if order.financial_status not in _UNPAID and not balance_after_refund:
                 raise ValueError(f"an order {order.financial_status} cannot be marked paid")
-            order.financial_status = "paid"
+            if not balance_after_refund:
+                order.financial_status = "paid"
+            order.fully_paid = True
             snapshot = self._touch(order)
             self._emit(TOPIC_ORDER_PAID, OrderSeen(snapshot))
             self._emit(TOPIC_ORDER_UPDATED, OrderSeen(snapshot))
@@ -1259,6 +1273,8 @@ class MemoryStore:
     def _edited(self, order: _Order, *, added: bool) -> OrderSnapshot:
         if added and order.financial_status in ("paid", "partially_refunded"):
             order.financial_status = "partially_paid"
+        if added:
+            order.fully_paid = False  # the added units are owed
         snapshot = self._touch(order)
         self._emit(TOPIC_ORDER_EDITED, OrderEdited(order.id))
         self._emit(TOPIC_ORDER_UPDATED, OrderSeen(snapshot))
@@ -1287,4 +1303,5 @@ class MemoryStore:
                 for line in order.lines
             ),
             refunds=tuple(order.refunds),
+            paid_in_full=order.fully_paid,
         )

@@ -353,6 +353,9 @@ class Order:
     refunds: list[Refund] = field(default_factory=list)
     tags: list[str] = field(default_factory=list)
     note: str | None = None
+    # Order.fullyPaid: paid in full with nothing outstanding. Units added by an edit owe
+    # their price until paid; refunds return money without making a balance owed.
+    fully_paid: bool = False
 
     @property
     def gid(self) -> str:
@@ -802,6 +805,7 @@ class Shop:
                 )
             claims.append((line, level, quantity))
         self.next_order_number += 1
+        order.fully_paid = financial_status == "PAID"
         self.orders[order.id] = order
         for line, level, quantity in claims:
             self._claim(line, level, quantity)
@@ -881,6 +885,7 @@ class Shop:
         if order.cancelled_at is not None:
             raise ShopError("Order is cancelled", None, ["id"])
         order.financial_status = "PAID"
+        order.fully_paid = True
         self._order_changed(order, "orders/paid")
 
     def _order_changed(self, order: Order, *topics: str) -> None:
@@ -1150,6 +1155,8 @@ class Shop:
                 removals.append({"id": line.id, "delta": removed})
         edit.committed = True
         order.edited = True
+        if additions:
+            order.fully_paid = False  # the added units are owed
         if additions and order.financial_status == "PAID":
             # The added units are not paid for: a balance is outstanding until it is.
             order.financial_status = "PARTIALLY_PAID"

@@ -211,6 +211,8 @@ orders_seen = Table(
     Column("counted", Boolean, nullable=False, default=False),
     Column("version", String(64), nullable=False),
     _ts("updated_at", nullable=False),
+    # Once any snapshot showed the order paid in full, it was paid (B15): never reset.
+    Column("paid_in_full", Boolean, nullable=False, default=False, server_default=false()),
 )
 
 # Per counted order line: units counted against the source and units given back.

@@ -23,6 +23,9 @@ Shopify relies on (Admin GraphQL, default version 2026-10):
 * refund line restock types: ``NO_RESTOCK`` returns nothing to stock; ``CANCEL`` (unfulfilled
   units), ``RETURN`` (fulfilled units) and the older ``LEGACY_RESTOCK`` do. A restocking
   cancellation is recorded as a refund;
+* ``Order.fullyPaid``: the order is paid in full now (nothing outstanding). An order paid
+  and then edited to add units is not, until the balance is paid; ``displayFinancialStatus``
+  ``PARTIALLY_REFUNDED`` says nothing about it (a deposit order refunded in part never was);
 * order search ``updated_at:>=...`` with ``sortKey: UPDATED_AT``; timestamps have whole-second
   resolution (and only the last 60 days of orders are visible without ``read_all_orders``).
 
@@ -792,6 +795,7 @@ def order_from_node(
             )
         )
     status = node.get("displayFinancialStatus")
+    fully_paid = node.get("fullyPaid")
     return OrderSnapshot(
         id=numeric_id(node["id"], "Order"),
         financial_status=str(status).lower() if status else "unknown",
@@ -799,4 +803,5 @@ def order_from_node(
         version=normalise_version(str(node["updatedAt"])),
         lines=tuple(order_lines),
         refunds=tuple(refund_values),
+        paid_in_full=fully_paid if isinstance(fully_paid, bool) else None,
     )

@@ -1,0 +1,27 @@
+"""orders remember evidence of payment in full
+
+Revision ID: 0004_orders_paid
+Revises: 0003
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0004_orders_paid"
+down_revision = "0003"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.add_column(
+        "orders_seen",
+        sa.Column("paid_in_full", sa.Boolean(), nullable=False, server_default=sa.false()),
+    )
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("orders_seen") as batch:
+        batch.drop_column("paid_in_full")
