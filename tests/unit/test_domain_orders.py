@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import random
 
 import pytest
 from hypothesis import given, settings
@@ -16,6 +17,7 @@ from stocksync.domain.orders import (
     LineState,
     OrderPlan,
     OrderState,
+    fingerprint,
     is_counted_status,
     plan_order,
     refund_natural_key,
@@ -163,11 +165,66 @@ def test_stale_snapshot_is_ignored() -> None:
 
 
 def test_duplicate_snapshot_changes_nothing() -> None:
-    state = OrderState(counted=True, version=V1, lines={"L1": LineState(2, 0)})
-    plan = plan_order(_order(version=V1), state, PAID_ONLY, ALL_LINES)
+    snapshot = _order(version=V1)
+    state = OrderState(
+        counted=True, version=V1, lines={"L1": LineState(2, 0)}, fingerprint=fingerprint(snapshot)
+    )
+    plan = plan_order(snapshot, state, PAID_ONLY, ALL_LINES)
     assert not plan.stale
     assert plan.counted
     assert plan.changes == ()
+
+
+# --- snapshots of one version (Shopify's whole seconds) ----------------------------------------
+
+
+def test_same_version_other_quantities_change_no_count_and_ask_for_a_read() -> None:
+    """An edit 2 -> 3 applied; the orders/paid of the 2-unit state, same second, comes late."""
+    edited = _order(status="partially_paid", version=V1, lines=(("L1", 3),))
+    state = OrderState(
+        counted=True,
+        version=V1,
+        lines={"L1": LineState(3, 0, 1)},
+        paid_in_full=True,
+        fingerprint=fingerprint(edited),
+    )
+    late = _order(status="paid", version=V1, lines=(("L1", 2),), paid_in_full=True)
+    plan = plan_order(late, state, PAID_ONLY, ALL_LINES)
+    assert plan == OrderPlan(
+        stale=True, counted=True, changes=(), paid_in_full=True, needs_read=True
+    )
+    # the read is the order now: authoritative for its version
+    read = plan_order(edited, state, PAID_ONLY, ALL_LINES, from_read=True)
+    assert read.changes == ()
+    assert not read.stale
+    read = plan_order(late, state, PAID_ONLY, ALL_LINES, from_read=True)
+    assert [(c.delta, c.natural_key) for c in read.changes] == [(1, "O1:L1:edit:2")]
+
+
+def test_same_version_uncounted_order_shown_paid_counts_only_by_a_read() -> None:
+    pending = _order(status="pending", version=V1, lines=(("L1", 2),))
+    state = OrderState(counted=False, version=V1, lines={}, fingerprint=fingerprint(pending))
+    paid = _order(status="paid", version=V1, lines=(("L1", 3),), paid_in_full=True)
+    plan = plan_order(paid, state, PAID_ONLY, ALL_LINES)
+    assert plan.stale
+    assert plan.needs_read
+    assert plan.paid_in_full
+    assert plan.changes == ()
+
+
+def test_edit_keys_follow_the_line_sequence_not_version_and_quantity() -> None:
+    """2 -> 3 -> 2 within one second: the second 2 is a new change, not a duplicate."""
+    state: OrderState | None = None
+    keys = []
+    for quantity in (3, 2, 3, 2):
+        snapshot = _order(version=V1, lines=(("L1", quantity),), paid_in_full=True)
+        plan = plan_order(snapshot, state, PAID_ONLY, ALL_LINES, from_read=True)
+        lines = dict(state.lines) if state else {}
+        for c in plan.changes:
+            keys.append(c.natural_key)
+            lines[c.line_id] = LineState(c.counted_after, 0, c.changes_after)
+        state = OrderState(True, V1, lines, True, fingerprint(snapshot))
+    assert keys == ["O1:L1", "O1:L1:edit:1", "O1:L1:edit:2", "O1:L1:edit:3"]
 
 
 def test_edit_up_takes_the_difference() -> None:
@@ -175,7 +232,7 @@ def test_edit_up_takes_the_difference() -> None:
     plan = plan_order(_order(version=V2, lines=(("L1", 5),)), state, PAID_ONLY, ALL_LINES)
     (change,) = plan.changes
     assert (change.kind, change.delta, change.counted_after) == ("order_edit", -3, 5)
-    assert change.natural_key == f"O1:L1:{V2}:5"
+    assert (change.natural_key, change.changes_after) == ("O1:L1:edit:1", 1)
 
 
 def test_edit_down_gives_the_difference_back() -> None:
@@ -264,14 +321,18 @@ def test_following_every_snapshot_counts_the_last_quantity(
             plan = plan_order(
                 _order(version=version, lines=(("L1", quantity),)), state, PAID_ONLY, ALL_LINES
             )
-            counted = state.lines["L1"].counted if state and "L1" in state.lines else None
+            lines = dict(state.lines) if state else {}
             for change in plan.changes:
                 assert change.natural_key not in keys  # each change is new
                 keys.add(change.natural_key)
                 total += change.delta
-                counted = change.counted_after
-            lines = {} if counted is None else {"L1": LineState(counted, 0)}
-            state = OrderState(counted=plan.counted, version=version, lines=lines)
+                lines["L1"] = LineState(change.counted_after, 0, change.changes_after)
+            state = OrderState(
+                counted=plan.counted,
+                version=version,
+                lines=lines,
+                fingerprint=fingerprint(_order(version=version, lines=(("L1", quantity),))),
+            )
     assert total == -quantities[-1]
 
 
@@ -291,11 +352,12 @@ def test_late_snapshots_never_undo_a_newer_one(versions: list[int], quantities: 
         )
         if plan.stale:
             continue
-        counted = state.lines["L1"].counted if state else 0
+        line = state.lines["L1"] if state else LineState(0, 0)
         for change in plan.changes:
             total += change.delta
-            counted = change.counted_after
-        state = OrderState(counted=True, version=version, lines={"L1": LineState(counted, 0)})
+            line = LineState(change.counted_after, 0, change.changes_after)
+        snapshot = _order(version=version, lines=(("L1", quantities[v]),))
+        state = OrderState(True, version, {"L1": line}, fingerprint=fingerprint(snapshot))
     newest = max(versions)
     assert state is not None
     assert state.version == f"2025-01-01T00:00:0{newest}.000000Z"
@@ -376,7 +438,7 @@ def test_stale_snapshot_paid_in_full_makes_the_order_count_by_a_read() -> None:
     # the read, at the newest version: counted with its quantities, evidence remembered
     remembered = OrderState(counted=False, version=V2, lines={}, paid_in_full=True)
     read = _order(status="partially_paid", version=V2, lines=(("L1", 3),), paid_in_full=False)
-    plan = plan_order(read, remembered, PAID_ONLY, ALL_LINES)
+    plan = plan_order(read, remembered, PAID_ONLY, ALL_LINES, from_read=True)
     assert plan.counted
     assert plan.paid_in_full
     assert not plan.needs_read
@@ -417,22 +479,68 @@ def test_paid_in_full_at_any_point_counts_the_newest_quantities_in_any_order(
     state: OrderState | None = None
     total = 0
 
-    def apply(snapshot: OrderSnapshot) -> bool:
+    def apply(snapshot: OrderSnapshot, from_read: bool = False) -> bool:
         nonlocal state, total
-        plan = plan_order(snapshot, state, PAID_ONLY, ALL_LINES)
+        plan = plan_order(snapshot, state, PAID_ONLY, ALL_LINES, from_read=from_read)
         lines = dict(state.lines) if state else {}
         for change in plan.changes:
             total += change.delta
-            lines[change.line_id] = LineState(change.counted_after, 0)
-        version = state.version if plan.stale and state else snapshot.version
-        state = OrderState(plan.counted, version, lines, plan.paid_in_full)
+            lines[change.line_id] = LineState(change.counted_after, 0, change.changes_after)
+        if plan.stale and state:
+            state = OrderState(
+                state.counted, state.version, state.lines, plan.paid_in_full, state.fingerprint
+            )
+        else:
+            state = OrderState(
+                plan.counted, snapshot.version, lines, plan.paid_in_full, fingerprint(snapshot)
+            )
         return plan.needs_read
 
     for n in order:
         if apply(snapshots[n]):
-            assert not apply(snapshots[3])  # the read: the order as it is now
+            # the read: the order as it is now
+            assert not apply(snapshots[3], from_read=True)
     assert state is not None
     assert state.counted
     assert state.paid_in_full
     # the newest snapshot is always applied (or read) at some point
     assert total == -quantities[3]
+
+
+@DETERMINISTIC
+@given(
+    quantities=st.lists(st.integers(min_value=1, max_value=5), min_size=2, max_size=6),
+    arrival=st.randoms(use_true_random=False),
+)
+def test_same_second_snapshots_in_any_order_end_at_the_read(
+    quantities: list[int], arrival: random.Random
+) -> None:
+    """Every change within one second (one version), webhooks in any order, each tie read:
+    no webhook changes a count by arrival order, and the order ends at what a read says."""
+    snapshots = [_order(version=V1, lines=(("L1", q),), paid_in_full=True) for q in quantities]
+    order = list(range(len(snapshots)))
+    arrival.shuffle(order)
+    state: OrderState | None = None
+    total = 0
+    keys: set[str] = set()
+
+    def apply(snapshot: OrderSnapshot, from_read: bool) -> bool:
+        nonlocal state, total
+        plan = plan_order(snapshot, state, PAID_ONLY, ALL_LINES, from_read=from_read)
+        if plan.stale:
+            assert plan.changes == ()
+            return plan.needs_read
+        lines = dict(state.lines) if state else {}
+        for change in plan.changes:
+            assert change.natural_key not in keys
+            keys.add(change.natural_key)
+            total += change.delta
+            lines[change.line_id] = LineState(change.counted_after, 0, change.changes_after)
+        state = OrderState(True, snapshot.version, lines, True, fingerprint(snapshot))
+        return plan.needs_read
+
+    for n in order:
+        if apply(snapshots[n], from_read=False):
+            apply(snapshots[-1], from_read=True)  # a read answers the order as it is now
+    apply(snapshots[-1], from_read=True)
+    assert total == -quantities[-1]

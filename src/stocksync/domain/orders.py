@@ -2,18 +2,24 @@
 
 The rules are target-based: an order line's counted units follow the latest snapshot of the
 order, so a duplicate delivery computes a zero difference and an older snapshot (delivered
-late) is recognised by its version and ignored. Each resulting change is recorded under a
-natural key (order line, order edit, refund line) that the ledger refuses to store twice.
+late) is recognised by its version and ignored. Versions have whole seconds on Shopify, so
+two snapshots of one version may differ: such a snapshot cannot be ordered against what is
+known and changes no count; a read of the order (current, so authoritative for its version)
+settles it. Whether an order counts is not a matter of order: it counts once any snapshot
+shows it in a counted state, and that is remembered. Each resulting change is recorded under
+a natural key (order line, the line's n-th edit, refund line) that the ledger refuses to store
+twice.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from stocksync.domain.connection import ConnectionSettings
 from stocksync.domain.levels import MAX_QUANTITY
-from stocksync.domain.ports import OrderSnapshot, RefundLine
+from stocksync.domain.ports import OrderLine, OrderSnapshot, RefundLine
 
 # States in which money was taken. None of them alone says the order was paid in full: a
 # deposit order that is partially refunded never was (B15); only evidence of payment in full
@@ -70,6 +76,7 @@ def is_counted_status(
 class LineState:
     counted: int
     restocked: int
+    changes: int = 0  # edits recorded for the line: the sequence of its edits' natural keys
 
 
 @dataclass(frozen=True)
@@ -78,6 +85,7 @@ class OrderState:
     version: str
     lines: Mapping[str, LineState]
     paid_in_full: bool = False  # evidence seen, in any snapshot, of payment in full
+    fingerprint: str | None = None  # the quantities of the snapshot applied at ``version``
 
 
 @dataclass(frozen=True)
@@ -89,6 +97,7 @@ class LineChange:
     natural_key: str
     delta: int
     counted_after: int
+    changes_after: int = 0  # the line's edit sequence once this change is recorded
 
 
 @dataclass(frozen=True)
@@ -102,15 +111,44 @@ class OrderPlan:
     needs_read: bool = False
 
 
+def fingerprint(snapshot: OrderSnapshot) -> str:
+    """What of a snapshot depends on its place in time: its lines' quantities. (Whether the
+    order counts does not: any snapshot in a counted state makes it count, for good.)"""
+    text = ";".join(f"{line.id}={line.quantity}" for line in sorted(snapshot.lines, key=_line_id))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+def _line_id(line: OrderLine) -> str:
+    return line.id
+
+
 def plan_order(
     snapshot: OrderSnapshot,
     state: OrderState | None,
     settings: ConnectionSettings,
     linked_lines: frozenset[str],
+    *,
+    from_read: bool = False,
 ) -> OrderPlan:
     """Decide what a snapshot changes. ``linked_lines`` are the lines whose variant is linked
-    to a source; other lines are not ours to count."""
+    to a source; other lines are not ours to count. ``from_read``: the snapshot is the order
+    as its platform reports it now (a read), not a webhook's copy that may be late."""
     paid_in_full = shows_paid_in_full(snapshot) or (state is not None and state.paid_in_full)
+    if (
+        state is not None
+        and snapshot.version == state.version
+        and not from_read
+        and fingerprint(snapshot) != state.fingerprint
+    ):
+        # Same version, other quantities: which came first cannot be told (whole-second
+        # versions), so no count changes by arrival order; a read of the order decides.
+        return OrderPlan(
+            stale=True,
+            counted=state.counted,
+            changes=(),
+            paid_in_full=paid_in_full,
+            needs_read=True,
+        )
     if state is not None and snapshot.version < state.version:
         # Too old for its quantities, but its evidence of payment holds whatever came since
         # (a paid order edited before its orders/paid webhook was processed). If that makes
@@ -158,13 +196,17 @@ def plan_order(
                 )
             )
         elif previous.counted != line.quantity:
+            # The line's n-th edit: versions and quantities repeat within one second (2 -> 3
+            # -> 2), a sequence does not; a duplicate of one change computes no difference.
+            sequence = previous.changes + 1
             changes.append(
                 LineChange(
                     line_id=line.id,
                     kind="order_edit",
-                    natural_key=f"{snapshot.id}:{line.id}:{snapshot.version}:{line.quantity}",
+                    natural_key=f"{snapshot.id}:{line.id}:edit:{sequence}",
                     delta=previous.counted - line.quantity,
                     counted_after=line.quantity,
+                    changes_after=sequence,
                 )
             )
     return OrderPlan(stale=False, counted=True, changes=tuple(changes), paid_in_full=paid_in_full)

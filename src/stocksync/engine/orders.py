@@ -10,7 +10,7 @@ between the platform call and our commit cannot apply it twice.
 
 from __future__ import annotations
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from stocksync.domain.codec import CodecError, decode_event
@@ -21,6 +21,7 @@ from stocksync.domain.levels import MAX_QUANTITY, choose_sale_location
 from stocksync.domain.orders import (
     LineState,
     OrderState,
+    fingerprint,
     plan_order,
     refund_natural_key,
     restock_units,
@@ -111,7 +112,12 @@ async def _order_state(
 ) -> OrderState | None:
     seen = (
         await conn.execute(
-            select(orders_seen.c.counted, orders_seen.c.version, orders_seen.c.paid_in_full).where(
+            select(
+                orders_seen.c.counted,
+                orders_seen.c.version,
+                orders_seen.c.paid_in_full,
+                orders_seen.c.fingerprint,
+            ).where(
                 orders_seen.c.destination_store_id == store_id,
                 orders_seen.c.order_id == order_id,
                 orders_seen.c.connection_id == connection_id,
@@ -121,7 +127,12 @@ async def _order_state(
     if seen is None:
         return None
     lines = await conn.execute(
-        select(order_lines.c.line_id, order_lines.c.counted, order_lines.c.restocked).where(
+        select(
+            order_lines.c.line_id,
+            order_lines.c.counted,
+            order_lines.c.restocked,
+            order_lines.c.changes,
+        ).where(
             order_lines.c.destination_store_id == store_id,
             order_lines.c.order_id == order_id,
             order_lines.c.connection_id == connection_id,
@@ -130,8 +141,9 @@ async def _order_state(
     return OrderState(
         counted=bool(seen[0]),
         version=seen[1],
-        lines={r[0]: LineState(int(r[1]), int(r[2])) for r in lines},
+        lines={r[0]: LineState(int(r[1]), int(r[2]), int(r[3])) for r in lines},
         paid_in_full=bool(seen[2]),
+        fingerprint=seen[3],
     )
 
 
@@ -222,7 +234,7 @@ async def apply_snapshot(
         ).scalar_one()
         settings = ConnectionSettings.from_json(settings_row)
         state = await _order_state(conn, store.id, snapshot.id, connection_id)
-        plan = plan_order(snapshot, state, settings, frozenset(lines))
+        plan = plan_order(snapshot, state, settings, frozenset(lines), from_read=from_read)
         if plan.needs_read and not from_read:
             # Its quantities are not the order's newest: count what a read of it says.
             await schedule.sync_order(rt, conn, store.id, snapshot.id)
@@ -271,10 +283,15 @@ async def apply_snapshot(
                             "counted": change.counted_after,
                             "restocked": 0,
                             "version": snapshot.version,
+                            "changes": change.changes_after,
                         }
                     ],
                     conflict=("destination_store_id", "order_id", "line_id"),
-                    update={"counted": change.counted_after, "version": snapshot.version},
+                    update={
+                        "counted": change.counted_after,
+                        "version": snapshot.version,
+                        "changes": change.changes_after,
+                    },
                 )
         await upsert(
             conn,
@@ -289,6 +306,7 @@ async def apply_snapshot(
                     "counted": plan.counted,
                     "version": snapshot.version,
                     "paid_in_full": plan.paid_in_full,
+                    "fingerprint": fingerprint(snapshot),
                     "updated_at": rt.clock(),
                 }
             ],
@@ -300,6 +318,7 @@ async def apply_snapshot(
                 "version": snapshot.version,
                 # sticky: the plan includes what was remembered before
                 "paid_in_full": plan.paid_in_full,
+                "fingerprint": fingerprint(snapshot),
                 "updated_at": rt.clock(),
             },
         )
@@ -479,21 +498,22 @@ async def backfill_orders(rt: Runtime, store_id: int) -> int:
         return 0
     scheduled = 0
     async with rt.db.begin() as conn:
-        seen = dict(
-            (
-                await conn.execute(
-                    select(orders_seen.c.order_id, func.max(orders_seen.c.version))
-                    .where(
-                        orders_seen.c.destination_store_id == store_id,
-                        orders_seen.c.order_id.in_([s.id for s in changed]),
-                    )
-                    .group_by(orders_seen.c.order_id)
-                )
-            ).all()
-        )
+        seen: dict[str, list[tuple[str, str | None]]] = {}
+        for order_id, version, print_ in await conn.execute(
+            select(orders_seen.c.order_id, orders_seen.c.version, orders_seen.c.fingerprint).where(
+                orders_seen.c.destination_store_id == store_id,
+                orders_seen.c.order_id.in_([s.id for s in changed]),
+            )
+        ):
+            seen.setdefault(order_id, []).append((version, print_))
         for snapshot in changed:
-            # Already applied at this version (its webhooks came): nothing was missed.
-            if seen.get(snapshot.id) is not None and seen[snapshot.id] >= snapshot.version:
+            # Already applied at this version (its webhooks came): nothing was missed. At an
+            # equal version only with equal quantities: versions have whole seconds.
+            known = seen.get(snapshot.id)
+            if known and all(
+                v > snapshot.version or (v == snapshot.version and p == fingerprint(snapshot))
+                for v, p in known
+            ):
                 continue
             await schedule.sync_order(rt, conn, store_id, snapshot.id)
             scheduled += 1

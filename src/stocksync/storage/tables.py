@@ -213,6 +213,9 @@ orders_seen = Table(
     _ts("updated_at", nullable=False),
     # Once any snapshot showed the order paid in full, it was paid (B15): never reset.
     Column("paid_in_full", Boolean, nullable=False, default=False, server_default=false()),
+    # The quantities applied at ``version``: a snapshot of that version with other
+    # quantities cannot be ordered against them, and changes no count.
+    Column("fingerprint", String(64), nullable=True),
 )
 
 # Per counted order line: units counted against the source and units given back.
@@ -230,6 +233,8 @@ order_lines = Table(
     Column("restocked", BigInteger, nullable=False, default=0),
     Column("version", String(64), nullable=False),
     Column("source_location", String(255), nullable=True),
+    # Edits recorded for the line: the n-th edit's natural key ends in n.
+    Column("changes", BigInteger, nullable=False, default=0, server_default=text("0")),
 )
 
 # One row per counted order line, order edit and refund line; the unique natural key makes a

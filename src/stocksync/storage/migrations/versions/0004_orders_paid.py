@@ -1,4 +1,5 @@
-"""orders remember evidence of payment in full
+"""orders remember evidence of payment in full and the quantities of their version; order
+lines count their edits
 
 Revision ID: 0004_orders_paid
 Revises: 0003
@@ -20,8 +21,16 @@ def upgrade() -> None:
         "orders_seen",
         sa.Column("paid_in_full", sa.Boolean(), nullable=False, server_default=sa.false()),
     )
+    op.add_column("orders_seen", sa.Column("fingerprint", sa.String(64), nullable=True))
+    op.add_column(
+        "order_lines",
+        sa.Column("changes", sa.BigInteger(), nullable=False, server_default=sa.text("0")),
+    )
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("order_lines") as batch:
+        batch.drop_column("changes")
     with op.batch_alter_table("orders_seen") as batch:
+        batch.drop_column("fingerprint")
         batch.drop_column("paid_in_full")
