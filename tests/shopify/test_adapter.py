@@ -393,6 +393,41 @@ def test_order_node_without_fully_paid_cannot_tell(
     assert order_from_node(node, [], []).paid_in_full is expected
 
 
+@pytest.mark.parametrize(
+    ("restock_type", "restocked", "expected"),
+    [
+        ("RETURN", False, False),  # returned, not put back: nothing to give back
+        ("RETURN", True, True),
+        ("CANCEL", True, True),
+        ("NO_RESTOCK", False, False),
+        ("LEGACY_RESTOCK", True, True),
+        ("RETURN", None, True),  # a copy without the flag: its type is all there is
+    ],
+)
+def test_refund_line_restocks_only_if_shopify_says_it_was_restocked(
+    restock_type: str, restocked: bool | None, expected: bool
+) -> None:
+    line: dict[str, Any] = {
+        "id": "gid://shopify/RefundLineItem/7",
+        "quantity": 1,
+        "restockType": restock_type,
+        "location": {"id": "gid://shopify/Location/3"},
+        "lineItem": {"id": "gid://shopify/LineItem/4"},
+    }
+    if restocked is not None:
+        line["restocked"] = restocked
+    node = {
+        "id": "gid://shopify/Order/5",
+        "updatedAt": "2025-01-01T00:00:00Z",
+        "cancelledAt": None,
+        "displayFinancialStatus": "PARTIALLY_REFUNDED",
+    }
+    refund = {"id": "gid://shopify/Refund/6", "refundLineItems": {"nodes": [line]}}
+    (got,) = order_from_node(node, [], [refund]).refunds[0].lines
+    assert got.restock is expected
+    assert got.restock_confirmed
+
+
 async def test_restocking_cancellation_is_one_refund(env: Env) -> None:
     platform = env.platform()
     (variant,) = await product(env, "Mug", ["MUG"], stock=20)

@@ -88,10 +88,16 @@ async def test_sandbox_deliveries_parse_to_what_the_client_reads(
     # the newest order webhook (deliveries may arrive in any order) is what the client reads
     seen = [e for t, e in events if isinstance(e, OrderSeen)]
     last_order = max(seen, key=lambda e: e.order.version)
-    # ... except payment in full, which a refunded order's webhook cannot tell (its read can)
+    # ... except payment in full, which a refunded order's webhook cannot tell, and whether
+    # refund lines were restocked, which it only hints at by their type (its read says both)
     assert read is not None
     assert read.paid_in_full is True
-    assert last_order.order == replace(read, paid_in_full=None)
+    assert all(rl.restock_confirmed for r in read.refunds for rl in r.lines)
+    hinted = tuple(
+        replace(r, lines=tuple(replace(rl, restock_confirmed=not rl.restock) for rl in r.lines))
+        for r in read.refunds
+    )
+    assert last_order.order == replace(read, paid_in_full=None, refunds=hinted)
     assert last_order.order.cancelled is True
     assert [ln.quantity for ln in last_order.order.lines] == [2]  # 3 ordered, 1 edited out
 
@@ -174,8 +180,14 @@ def test_documented_order(topic: str) -> None:
                 Refund(
                     "9007199254741003",
                     (
+                        # a restocking type: whether restocked, only the order says
                         RefundLine(
-                            "9007199254741005", "9007199254740997", 2, True, "9007199254740993"
+                            "9007199254741005",
+                            "9007199254740997",
+                            2,
+                            True,
+                            "9007199254740993",
+                            restock_confirmed=False,
                         ),
                     ),
                 ),
@@ -234,7 +246,14 @@ def test_documented_refund_and_edit() -> None:
             "9007199254741007",
             (
                 RefundLine("9007199254741009", "9007199254740997", 1, False, None),
-                RefundLine("9007199254741011", "9007199254740997", 1, True, "9007199254740993"),
+                RefundLine(
+                    "9007199254741011",
+                    "9007199254740997",
+                    1,
+                    True,
+                    "9007199254740993",
+                    restock_confirmed=False,
+                ),
             ),
         ),
     )

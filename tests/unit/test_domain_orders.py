@@ -21,6 +21,7 @@ from stocksync.domain.orders import (
     is_counted_status,
     plan_order,
     refund_natural_key,
+    restock_unconfirmed,
     restock_units,
     shows_paid_in_full,
 )
@@ -544,3 +545,25 @@ def test_same_second_snapshots_in_any_order_end_at_the_read(
             apply(snapshots[-1], from_read=True)  # a read answers the order as it is now
     apply(snapshots[-1], from_read=True)
     assert total == -quantities[-1]
+
+
+# --- restocked only if the platform says so (B16) ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("restock", "confirmed", "line", "units", "unconfirmed"),
+    [
+        (True, True, LineState(3, 0), 2, False),  # restocked, said so: given back
+        (False, True, LineState(3, 0), 0, False),  # not restocked, whatever its type
+        (True, False, LineState(3, 0), 0, True),  # a restocking type only: read the order
+        (True, False, LineState(3, 3), 0, False),  # nothing left to give back: no read
+        (True, False, None, 0, False),  # never counted: no read
+        (False, False, LineState(3, 0), 0, False),
+    ],
+)
+def test_refund_line_gives_back_only_confirmed_restocks(
+    restock: bool, confirmed: bool, line: LineState | None, units: int, unconfirmed: bool
+) -> None:
+    refund_line = RefundLine("R1", "L1", 2, restock, restock_confirmed=confirmed)
+    assert restock_units(line, refund_line) == units
+    assert restock_unconfirmed(line, refund_line) is unconfirmed

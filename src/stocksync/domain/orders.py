@@ -213,11 +213,26 @@ def plan_order(
 
 
 def restock_units(line: LineState | None, refund_line: RefundLine) -> int:
-    """B16: units a refund line gives back: only restocking lines, never more than was
-    counted for the line and not yet given back. A line never counted gives back nothing."""
-    if not refund_line.restock or line is None or refund_line.quantity <= 0:
+    """B16: units a refund line gives back: only lines the platform says were restocked
+    (whatever their restock type), never more than was counted for the line and not yet
+    given back. A line never counted gives back nothing; nor does a line whose restock is
+    not confirmed (see :func:`restock_unconfirmed`)."""
+    if not refund_line.restock or not refund_line.restock_confirmed:
+        return 0
+    if line is None or refund_line.quantity <= 0:
         return 0
     return max(0, min(refund_line.quantity, line.counted - line.restocked))
+
+
+def restock_unconfirmed(line: LineState | None, refund_line: RefundLine) -> bool:
+    """A refund line that may give units back, if the platform confirms it restocked them:
+    the order must be read to know."""
+    if refund_line.restock_confirmed or not refund_line.restock:
+        return False
+    confirmed = RefundLine(
+        refund_line.id, refund_line.line_id, refund_line.quantity, True, refund_line.location_id
+    )
+    return restock_units(line, confirmed) > 0
 
 
 def refund_natural_key(order_id: str, refund_id: str, refund_line: RefundLine) -> str:

@@ -94,8 +94,12 @@ class RefundLine:
     id: str  # the refund line's own id: the natural key of a restock
     line_id: str
     quantity: int
-    restock: bool
+    restock: bool  # the platform says the units were restocked
     location_id: str | None = None
+    # False when the platform's copy names a restocking type without saying whether the
+    # units were restocked (Shopify's refund webhooks): ``restock`` is then only a hint, and
+    # the order's read (``RefundLineItem.restocked``) decides (B16).
+    restock_confirmed: bool = True
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from stocksync.domain.orders import (
     fingerprint,
     plan_order,
     refund_natural_key,
+    restock_unconfirmed,
     restock_units,
 )
 from stocksync.domain.ports import AuthError, OrderSnapshot, PermanentPlatformError, Refund
@@ -45,6 +46,11 @@ from stocksync.storage.tables import (
     variant_links,
 )
 
+# B4: units sold are gone from the shared stock, so sales of a paused connection or paused
+# product still count; disconnected connections and unlinked products never do.
+COUNTING_CONNECTIONS = ("active", "paused")
+COUNTING_PRODUCT_LINKS = ("active", "paused")
+
 
 async def _upstream(conn: AsyncConnection, store_id: int, item_id: str) -> tuple[int, str] | None:
     row = (
@@ -55,7 +61,8 @@ async def _upstream(conn: AsyncConnection, store_id: int, item_id: str) -> tuple
                 variant_links.c.destination_store_id == store_id,
                 variant_links.c.destination_item_id == item_id,
                 variant_links.c.status == "active",
-                connections.c.status == "active",
+                # B4: a pause stops levels flowing, not sales counting, all the way up
+                connections.c.status.in_(COUNTING_CONNECTIONS),
             )
             .limit(1)
         )
@@ -91,9 +98,12 @@ async def _linked_lines(
             variant_links.c.destination_store_id == store_id,
             variant_links.c.destination_variant_id.in_(variant_ids),
             variant_links.c.status == "active",
-            connections.c.status == "active",
+            connections.c.status.in_(COUNTING_CONNECTIONS),
         )
-        .where((product_links.c.status.is_(None)) | (product_links.c.status == "active"))
+        .where(
+            (product_links.c.status.is_(None))
+            | (product_links.c.status.in_(COUNTING_PRODUCT_LINKS))
+        )
     )
     by_variant: dict[str, tuple[int, int, int, str]] = {
         r[2]: (r[0], r[1], r[3], r[4]) for r in rows
@@ -363,7 +373,12 @@ async def apply_refund(
                 )
             )
         ).first()
-        units = restock_units(LineState(int(row[0]), int(row[1])) if row else None, rl)
+        state = LineState(int(row[0]), int(row[1])) if row else None
+        if restock_unconfirmed(state, rl):
+            # Restocked or not, only the order says (a refund webhook names the type only).
+            await schedule.sync_order(rt, conn, store.id, order_id)
+            continue
+        units = restock_units(state, rl)
         if units == 0 or row is None:
             continue
         if await _record_ledger(
@@ -443,7 +458,9 @@ async def process_event(rt: Runtime, inbox_id: int) -> None:
             await apply_snapshot(
                 rt, conn, store, snapshot, from_read=not isinstance(event, OrderSeen)
             )
-        if refund is not None and isinstance(event, RefundSeen):
+        read_refunds = {r.id for r in snapshot.refunds} if snapshot is not None else set()
+        if refund is not None and isinstance(event, RefundSeen) and refund.id not in read_refunds:
+            # Only a refund the read does not show yet (the read says what was restocked).
             await apply_refund(rt, conn, store, event.order_id, refund)
         await _finish(conn, inbox_id, "processed", None)
         crash.point("order.before_commit")

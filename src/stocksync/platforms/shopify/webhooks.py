@@ -159,6 +159,9 @@ def _level_disconnect(payload: Mapping[str, Any]) -> InboundEvent:
 
 
 def refund_from_payload(payload: Mapping[str, Any]) -> Refund:
+    """A refund as its webhook shows it. ``refund_line_items[]`` name a ``restock_type`` but
+    not whether the units were restocked (GraphQL's ``RefundLineItem.restocked``): a line of
+    a restocking type is only a hint, confirmed by reading the order; ``no_restock`` is final."""
     refund_id = _id(payload, "id")
     lines = []
     for rl in _list(payload, "refund_line_items"):
@@ -170,6 +173,7 @@ def refund_from_payload(payload: Mapping[str, Any]) -> Refund:
                 quantity=_int(rl, "quantity"),
                 restock=restock,
                 location_id=_optional_id(rl, "location_id") if restock else None,
+                restock_confirmed=not restock,
             )
         )
     return Refund(refund_id, tuple(lines))
