@@ -79,8 +79,12 @@ class SimulatedCrash(Exception):
 
 
 def counts_for(settings: ConnectionSettings, status: str) -> bool:
-    """The model's own reading of B15 (not the engine's function)."""
-    if status in ("paid", "partially_refunded", "refunded"):
+    """The model's own reading of B15 (not the engine's function): an order counts once it
+    was in a counted state. "Paid" means paid in full, which on the platform is the status
+    ``paid`` (adding units makes it partially paid again); a refunded state says nothing of
+    it (a deposit refunded in part was never paid), so it counts only through the states
+    the order had before."""
+    if status == "paid":
         return True
     return {
         "authorized": settings.count_authorized,

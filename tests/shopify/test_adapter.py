@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
@@ -16,6 +17,7 @@ from stocksync.domain.ports import (
     UserErrors,
     Variant,
 )
+from stocksync.platforms.shopify.adapter import order_from_node
 from tests.shopify.conftest import Env
 from tests.shopify.helpers import (
     cancel,
@@ -355,6 +357,77 @@ async def test_order_snapshot_with_refunds_and_edits(env: Env) -> None:
     assert (line1, qty1, restock1, loc1) == (number(line_gid), 1, True, env.warehouse)
     assert [(r.quantity, r.restock, r.location_id) for r in second.lines] == [(1, False, None)]
     assert await platform.get_order(str(BIG + 3)) is None
+
+
+async def test_order_reports_payment_in_full_from_fully_paid(env: Env) -> None:
+    platform = env.platform()
+    (variant,) = await product(env, "Mug", ["MUG"], stock=20)
+    placed = await order(env, variant["id"], 2)
+    snapshot = await platform.get_order(number(placed["id"]))
+    assert snapshot is not None
+    assert (snapshot.financial_status, snapshot.paid_in_full) == ("paid", True)
+    env.time.clock.advance(2)
+    await edit_quantity(env, placed["id"], 0, 3)  # one unit added: its price is owed
+    snapshot = await platform.get_order(number(placed["id"]))
+    assert snapshot is not None
+    assert (snapshot.financial_status, snapshot.paid_in_full) == ("partially_paid", False)
+
+    deposit = await order(env, variant["id"], 3, status="PARTIALLY_PAID")
+    await refund(env, deposit["id"], deposit["lineItems"]["nodes"][0]["id"], 1, "NO_RESTOCK")
+    snapshot = await platform.get_order(number(deposit["id"]))
+    assert snapshot is not None
+    # the status word says money went back; the order was never paid in full
+    assert snapshot.paid_in_full is False
+
+
+@pytest.mark.parametrize(("fully_paid", "expected"), [(True, True), (False, False), (None, None)])
+def test_order_node_without_fully_paid_cannot_tell(
+    fully_paid: bool | None, expected: bool | None
+) -> None:
+    node: dict[str, Any] = {
+        "id": "gid://shopify/Order/5",
+        "updatedAt": "2025-01-01T00:00:00Z",
+        "cancelledAt": None,
+        "displayFinancialStatus": "PARTIALLY_REFUNDED",
+    }
+    if fully_paid is not None:
+        node["fullyPaid"] = fully_paid
+    assert order_from_node(node, [], []).paid_in_full is expected
+
+
+@pytest.mark.parametrize(
+    ("restock_type", "restocked", "expected"),
+    [
+        ("RETURN", False, False),  # returned, not put back: nothing to give back
+        ("RETURN", True, True),
+        ("CANCEL", True, True),
+        ("NO_RESTOCK", False, False),
+        ("LEGACY_RESTOCK", True, True),
+        ("RETURN", None, True),  # a copy without the flag: its type is all there is
+    ],
+)
+def test_refund_line_restocks_only_if_shopify_says_it_was_restocked(
+    restock_type: str, restocked: bool | None, expected: bool
+) -> None:
+    line: dict[str, Any] = {
+        "id": "gid://shopify/RefundLineItem/7",
+        "quantity": 1,
+        "restockType": restock_type,
+        "location": {"id": "gid://shopify/Location/3"},
+        "lineItem": {"id": "gid://shopify/LineItem/4"},
+    }
+    if restocked is not None:
+        line["restocked"] = restocked
+    node = {
+        "id": "gid://shopify/Order/5",
+        "updatedAt": "2025-01-01T00:00:00Z",
+        "cancelledAt": None,
+        "displayFinancialStatus": "PARTIALLY_REFUNDED",
+    }
+    refund = {"id": "gid://shopify/Refund/6", "refundLineItems": {"nodes": [line]}}
+    (got,) = order_from_node(node, [], [refund]).refunds[0].lines
+    assert got.restock is expected
+    assert got.restock_confirmed
 
 
 async def test_restocking_cancellation_is_one_refund(env: Env) -> None:

@@ -7,6 +7,7 @@ import base64
 import hashlib
 import hmac
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -88,7 +89,16 @@ async def test_sandbox_deliveries_parse_to_what_the_client_reads(
     # the newest order webhook (deliveries may arrive in any order) is what the client reads
     seen = [e for t, e in events if isinstance(e, OrderSeen)]
     last_order = max(seen, key=lambda e: e.order.version)
-    assert last_order.order == read
+    # ... except payment in full, which a refunded order's webhook cannot tell, and whether
+    # refund lines were restocked, which it only hints at by their type (its read says both)
+    assert read is not None
+    assert read.paid_in_full is True
+    assert all(rl.restock_confirmed for r in read.refunds for rl in r.lines)
+    hinted = tuple(
+        replace(r, lines=tuple(replace(rl, restock_confirmed=not rl.restock) for rl in r.lines))
+        for r in read.refunds
+    )
+    assert last_order.order == replace(read, paid_in_full=None, refunds=hinted)
     assert last_order.order.cancelled is True
     assert [ln.quantity for ln in last_order.order.lines] == [2]  # 3 ordered, 1 edited out
 
@@ -184,14 +194,54 @@ def test_documented_order(topic: str) -> None:
                 Refund(
                     "9007199254741003",
                     (
+                        # a restocking type: whether restocked, only the order says
                         RefundLine(
-                            "9007199254741005", "9007199254740997", 2, True, "9007199254740993"
+                            "9007199254741005",
+                            "9007199254740997",
+                            2,
+                            True,
+                            "9007199254740993",
+                            restock_confirmed=False,
                         ),
                     ),
                 ),
             ),
+            paid_in_full=True,  # "paid"
         )
     )
+
+
+@pytest.mark.parametrize(
+    ("status", "outstanding", "expected"),
+    [
+        ("paid", None, True),
+        ("paid", "0.00", True),
+        ("paid", "12.50", False),  # a balance owed is never paid in full
+        ("partially_paid", "70.00", False),
+        ("partially_paid", None, False),
+        ("pending", None, False),
+        ("authorized", "0.00", False),
+        ("voided", "0.00", False),
+        # a deposit refunded in part owes its balance: never paid in full
+        ("partially_refunded", "70.00", False),
+        # money went back and nothing is owed: paid in full once, or a deposit refunded and
+        # cancelled; the webhook cannot tell, the order's fullyPaid can
+        ("partially_refunded", "0.00", None),
+        ("refunded", None, None),
+    ],
+)
+def test_order_webhook_reports_what_it_shows_of_payment_in_full(
+    status: str, outstanding: str | None, expected: bool | None
+) -> None:
+    body = json.loads(ORDER)
+    body["financial_status"] = status
+    if outstanding is None:
+        body.pop("total_outstanding", None)
+    else:
+        body["total_outstanding"] = outstanding
+    event = parse_webhook("orders/updated", json.dumps(body).encode())
+    assert isinstance(event, OrderSeen)
+    assert event.order.paid_in_full is expected
 
 
 def test_documented_cancelled_order() -> None:
@@ -210,7 +260,14 @@ def test_documented_refund_and_edit() -> None:
             "9007199254741007",
             (
                 RefundLine("9007199254741009", "9007199254740997", 1, False, None),
-                RefundLine("9007199254741011", "9007199254740997", 1, True, "9007199254740993"),
+                RefundLine(
+                    "9007199254741011",
+                    "9007199254740997",
+                    1,
+                    True,
+                    "9007199254740993",
+                    restock_confirmed=False,
+                ),
             ),
         ),
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -12,17 +13,20 @@ from hypothesis import strategies as st
 from stocksync.domain.connection import ConnectionSettings
 from stocksync.domain.levels import MAX_QUANTITY
 from stocksync.domain.orders import (
-    ALWAYS_COUNTED,
     KNOWN_STATUSES,
+    MONEY_TAKEN,
     LineState,
     OrderPlan,
     OrderState,
+    fingerprint,
     is_counted_status,
     order_counts_for_link,
     order_created,
     plan_order,
     refund_natural_key,
+    restock_unconfirmed,
     restock_units,
+    shows_paid_in_full,
     version_text,
 )
 from stocksync.domain.ports import OrderLine, OrderSnapshot, RefundLine
@@ -45,11 +49,12 @@ def _settings(authorized: bool, partially_paid: bool, pending: bool) -> Connecti
 
 
 def _expected_counted(status: str, authorized: bool, partially_paid: bool, pending: bool) -> bool:
-    """The rule of B15, written out per status."""
+    """The rule of B15, written out per status, for an order never shown paid in full: money
+    taken says it was paid at least in part, never that it was paid in full."""
     return {
-        "paid": True,
-        "partially_refunded": True,
-        "refunded": True,
+        "paid": partially_paid,
+        "partially_refunded": partially_paid,
+        "refunded": partially_paid,
         "authorized": authorized,
         "partially_paid": partially_paid,
         "pending": pending,
@@ -76,14 +81,43 @@ def test_is_counted_status_for_every_status_and_setting(
     assert is_counted_status(status, settings_) is expected
 
 
-def test_paid_and_later_states_always_count() -> None:
-    assert {"paid", "partially_refunded", "refunded"} == ALWAYS_COUNTED
-    for status in ALWAYS_COUNTED:
-        assert is_counted_status(status, PAID_ONLY)
+@pytest.mark.parametrize("status", [*sorted(KNOWN_STATUSES), "unknown"])
+def test_an_order_once_paid_in_full_always_counts(status: str) -> None:
+    assert is_counted_status(status, PAID_ONLY, paid_in_full=True)
+
+
+def test_money_taken_without_payment_in_full_is_not_paid() -> None:
+    """A deposit order partially refunded was never paid (B15)."""
+    assert {"paid", "partially_refunded", "refunded"} == MONEY_TAKEN
+    for status in MONEY_TAKEN:
+        assert not is_counted_status(status, PAID_ONLY)
+        assert is_counted_status(status, ConnectionSettings(count_partially_paid=True))
+
+
+@pytest.mark.parametrize(
+    ("status", "paid_in_full", "expected"),
+    [
+        ("paid", None, True),  # the platform's own word for "paid in full now"
+        (" PAID", None, True),
+        ("partially_refunded", None, False),  # a status word alone never says it
+        ("refunded", None, False),
+        ("partially_paid", None, False),
+        ("pending", None, False),
+        ("partially_refunded", True, True),  # the platform's evidence decides
+        ("partially_paid", True, True),
+        ("paid", False, False),
+        ("refunded", False, False),
+    ],
+)
+def test_evidence_of_payment_in_full(
+    status: str, paid_in_full: bool | None, expected: bool
+) -> None:
+    snapshot = OrderSnapshot("O1", status, False, V1, (), paid_in_full=paid_in_full)
+    assert shows_paid_in_full(snapshot) is expected
 
 
 def test_status_is_read_case_and_space_insensitively() -> None:
-    assert is_counted_status("  PAID ", PAID_ONLY)
+    assert is_counted_status("  PARTIALLY_paid ", ConnectionSettings(count_partially_paid=True))
     assert is_counted_status("Pending", ConnectionSettings(count_pending=True))
     assert not is_counted_status("Pending", PAID_ONLY)
 
@@ -100,6 +134,7 @@ def _order(
     status: str = "paid",
     version: str = V1,
     lines: tuple[tuple[str, int], ...] = (("L1", 2),),
+    paid_in_full: bool | None = None,
 ) -> OrderSnapshot:
     return OrderSnapshot(
         id="O1",
@@ -109,6 +144,7 @@ def _order(
         lines=tuple(
             OrderLine(id=i, variant_id=f"var-{i}", sku=f"SKU-{i}", quantity=q) for i, q in lines
         ),
+        paid_in_full=paid_in_full,
     )
 
 
@@ -134,11 +170,66 @@ def test_stale_snapshot_is_ignored() -> None:
 
 
 def test_duplicate_snapshot_changes_nothing() -> None:
-    state = OrderState(counted=True, version=V1, lines={"L1": LineState(2, 0)})
-    plan = plan_order(_order(version=V1), state, PAID_ONLY, ALL_LINES)
+    snapshot = _order(version=V1)
+    state = OrderState(
+        counted=True, version=V1, lines={"L1": LineState(2, 0)}, fingerprint=fingerprint(snapshot)
+    )
+    plan = plan_order(snapshot, state, PAID_ONLY, ALL_LINES)
     assert not plan.stale
     assert plan.counted
     assert plan.changes == ()
+
+
+# --- snapshots of one version (Shopify's whole seconds) ----------------------------------------
+
+
+def test_same_version_other_quantities_change_no_count_and_ask_for_a_read() -> None:
+    """An edit 2 -> 3 applied; the orders/paid of the 2-unit state, same second, comes late."""
+    edited = _order(status="partially_paid", version=V1, lines=(("L1", 3),))
+    state = OrderState(
+        counted=True,
+        version=V1,
+        lines={"L1": LineState(3, 0, 1)},
+        paid_in_full=True,
+        fingerprint=fingerprint(edited),
+    )
+    late = _order(status="paid", version=V1, lines=(("L1", 2),), paid_in_full=True)
+    plan = plan_order(late, state, PAID_ONLY, ALL_LINES)
+    assert plan == OrderPlan(
+        stale=True, counted=True, changes=(), paid_in_full=True, needs_read=True
+    )
+    # the read is the order now: authoritative for its version
+    read = plan_order(edited, state, PAID_ONLY, ALL_LINES, from_read=True)
+    assert read.changes == ()
+    assert not read.stale
+    read = plan_order(late, state, PAID_ONLY, ALL_LINES, from_read=True)
+    assert [(c.delta, c.natural_key) for c in read.changes] == [(1, "O1:L1:edit:2")]
+
+
+def test_same_version_uncounted_order_shown_paid_counts_only_by_a_read() -> None:
+    pending = _order(status="pending", version=V1, lines=(("L1", 2),))
+    state = OrderState(counted=False, version=V1, lines={}, fingerprint=fingerprint(pending))
+    paid = _order(status="paid", version=V1, lines=(("L1", 3),), paid_in_full=True)
+    plan = plan_order(paid, state, PAID_ONLY, ALL_LINES)
+    assert plan.stale
+    assert plan.needs_read
+    assert plan.paid_in_full
+    assert plan.changes == ()
+
+
+def test_edit_keys_follow_the_line_sequence_not_version_and_quantity() -> None:
+    """2 -> 3 -> 2 within one second: the second 2 is a new change, not a duplicate."""
+    state: OrderState | None = None
+    keys = []
+    for quantity in (3, 2, 3, 2):
+        snapshot = _order(version=V1, lines=(("L1", quantity),), paid_in_full=True)
+        plan = plan_order(snapshot, state, PAID_ONLY, ALL_LINES, from_read=True)
+        lines = dict(state.lines) if state else {}
+        for c in plan.changes:
+            keys.append(c.natural_key)
+            lines[c.line_id] = LineState(c.counted_after, 0, c.changes_after)
+        state = OrderState(True, V1, lines, True, fingerprint(snapshot))
+    assert keys == ["O1:L1", "O1:L1:edit:1", "O1:L1:edit:2", "O1:L1:edit:3"]
 
 
 def test_edit_up_takes_the_difference() -> None:
@@ -146,7 +237,7 @@ def test_edit_up_takes_the_difference() -> None:
     plan = plan_order(_order(version=V2, lines=(("L1", 5),)), state, PAID_ONLY, ALL_LINES)
     (change,) = plan.changes
     assert (change.kind, change.delta, change.counted_after) == ("order_edit", -3, 5)
-    assert change.natural_key == f"O1:L1:{V2}:5"
+    assert (change.natural_key, change.changes_after) == ("O1:L1:edit:1", 1)
 
 
 def test_edit_down_gives_the_difference_back() -> None:
@@ -185,7 +276,7 @@ def test_new_line_added_by_an_edit_is_a_first_count() -> None:
 
 def test_uncounted_pending_order_counts_once_paid() -> None:
     pending = plan_order(_order(status="pending", version=V1), None, PAID_ONLY, ALL_LINES)
-    assert pending == OrderPlan(stale=False, counted=False, changes=())
+    assert pending == OrderPlan(stale=False, counted=False, changes=(), paid_in_full=False)
     state = OrderState(counted=False, version=V1, lines={})
     paid = plan_order(_order(status="paid", version=V2), state, PAID_ONLY, ALL_LINES)
     assert paid.counted
@@ -235,14 +326,18 @@ def test_following_every_snapshot_counts_the_last_quantity(
             plan = plan_order(
                 _order(version=version, lines=(("L1", quantity),)), state, PAID_ONLY, ALL_LINES
             )
-            counted = state.lines["L1"].counted if state and "L1" in state.lines else None
+            lines = dict(state.lines) if state else {}
             for change in plan.changes:
                 assert change.natural_key not in keys  # each change is new
                 keys.add(change.natural_key)
                 total += change.delta
-                counted = change.counted_after
-            lines = {} if counted is None else {"L1": LineState(counted, 0)}
-            state = OrderState(counted=plan.counted, version=version, lines=lines)
+                lines["L1"] = LineState(change.counted_after, 0, change.changes_after)
+            state = OrderState(
+                counted=plan.counted,
+                version=version,
+                lines=lines,
+                fingerprint=fingerprint(_order(version=version, lines=(("L1", quantity),))),
+            )
     assert total == -quantities[-1]
 
 
@@ -262,11 +357,12 @@ def test_late_snapshots_never_undo_a_newer_one(versions: list[int], quantities: 
         )
         if plan.stale:
             continue
-        counted = state.lines["L1"].counted if state else 0
+        line = state.lines["L1"] if state else LineState(0, 0)
         for change in plan.changes:
             total += change.delta
-            counted = change.counted_after
-        state = OrderState(counted=True, version=version, lines={"L1": LineState(counted, 0)})
+            line = LineState(change.counted_after, 0, change.changes_after)
+        snapshot = _order(version=version, lines=(("L1", quantities[v]),))
+        state = OrderState(True, version, {"L1": line}, fingerprint=fingerprint(snapshot))
     newest = max(versions)
     assert state is not None
     assert state.version == f"2025-01-01T00:00:0{newest}.000000Z"
@@ -365,3 +461,155 @@ def test_an_order_of_unknown_creation_is_taken_as_placed_when_first_seen() -> No
     assert version_text(order_created("2025-03-01T13:00:00Z", seen)) == (
         "2025-03-01T13:00:00.000000Z"
     )
+
+
+# --- paid in full at some point (B15) -----------------------------------------------------------
+
+
+def test_deposit_order_partially_refunded_is_not_counted_on_paid_only() -> None:
+    snapshot = _order(status="partially_refunded", paid_in_full=False, lines=(("L1", 3),))
+    plan = plan_order(snapshot, None, PAID_ONLY, ALL_LINES)
+    assert not plan.counted
+    assert plan.changes == ()
+    assert not plan.paid_in_full
+
+
+def test_stale_snapshot_paid_in_full_makes_the_order_count_by_a_read() -> None:
+    """The edit (partially paid, 3 units) applied first, then the older orders/paid."""
+    state = OrderState(counted=False, version=V2, lines={})
+    plan = plan_order(_order(version=V1, paid_in_full=True), state, PAID_ONLY, ALL_LINES)
+    assert plan.stale
+    assert plan.changes == ()  # its quantities are not the newest
+    assert plan.paid_in_full
+    assert plan.needs_read
+    # the read, at the newest version: counted with its quantities, evidence remembered
+    remembered = OrderState(counted=False, version=V2, lines={}, paid_in_full=True)
+    read = _order(status="partially_paid", version=V2, lines=(("L1", 3),), paid_in_full=False)
+    plan = plan_order(read, remembered, PAID_ONLY, ALL_LINES, from_read=True)
+    assert plan.counted
+    assert plan.paid_in_full
+    assert not plan.needs_read
+    assert [(c.kind, c.delta) for c in plan.changes] == [("order_line", -3)]
+
+
+def test_stale_snapshot_without_new_evidence_needs_no_read() -> None:
+    state = OrderState(counted=True, version=V2, lines={"L1": LineState(3, 0)}, paid_in_full=True)
+    plan = plan_order(_order(version=V1, paid_in_full=True), state, PAID_ONLY, ALL_LINES)
+    assert plan == OrderPlan(stale=True, counted=True, changes=(), paid_in_full=True)
+    state = OrderState(counted=False, version=V2, lines={})
+    plan = plan_order(_order(status="pending", version=V1), state, PAID_ONLY, ALL_LINES)
+    assert not plan.needs_read
+    assert not plan.counted
+
+
+@DETERMINISTIC
+@given(
+    order=st.permutations(range(4)),
+    paid_at=st.integers(min_value=0, max_value=3),
+    quantities=st.lists(st.integers(min_value=1, max_value=9), min_size=4, max_size=4),
+)
+def test_paid_in_full_at_any_point_counts_the_newest_quantities_in_any_order(
+    order: list[int], paid_at: int, quantities: list[int]
+) -> None:
+    """Four snapshots of one order, only one of them showing it paid in full, applied in any
+    order; a needed read answers the newest snapshot. The order ends counted, once, with the
+    newest quantity."""
+    snapshots = [
+        _order(
+            status="paid" if n == paid_at else "partially_paid",
+            version=f"2025-01-01T00:00:0{n}.000000Z",
+            lines=(("L1", quantities[n]),),
+            paid_in_full=n == paid_at,
+        )
+        for n in range(4)
+    ]
+    state: OrderState | None = None
+    total = 0
+
+    def apply(snapshot: OrderSnapshot, from_read: bool = False) -> bool:
+        nonlocal state, total
+        plan = plan_order(snapshot, state, PAID_ONLY, ALL_LINES, from_read=from_read)
+        lines = dict(state.lines) if state else {}
+        for change in plan.changes:
+            total += change.delta
+            lines[change.line_id] = LineState(change.counted_after, 0, change.changes_after)
+        if plan.stale and state:
+            state = OrderState(
+                state.counted, state.version, state.lines, plan.paid_in_full, state.fingerprint
+            )
+        else:
+            state = OrderState(
+                plan.counted, snapshot.version, lines, plan.paid_in_full, fingerprint(snapshot)
+            )
+        return plan.needs_read
+
+    for n in order:
+        if apply(snapshots[n]):
+            # the read: the order as it is now
+            assert not apply(snapshots[3], from_read=True)
+    assert state is not None
+    assert state.counted
+    assert state.paid_in_full
+    # the newest snapshot is always applied (or read) at some point
+    assert total == -quantities[3]
+
+
+@DETERMINISTIC
+@given(
+    quantities=st.lists(st.integers(min_value=1, max_value=5), min_size=2, max_size=6),
+    arrival=st.randoms(use_true_random=False),
+)
+def test_same_second_snapshots_in_any_order_end_at_the_read(
+    quantities: list[int], arrival: random.Random
+) -> None:
+    """Every change within one second (one version), webhooks in any order, each tie read:
+    no webhook changes a count by arrival order, and the order ends at what a read says."""
+    snapshots = [_order(version=V1, lines=(("L1", q),), paid_in_full=True) for q in quantities]
+    order = list(range(len(snapshots)))
+    arrival.shuffle(order)
+    state: OrderState | None = None
+    total = 0
+    keys: set[str] = set()
+
+    def apply(snapshot: OrderSnapshot, from_read: bool) -> bool:
+        nonlocal state, total
+        plan = plan_order(snapshot, state, PAID_ONLY, ALL_LINES, from_read=from_read)
+        if plan.stale:
+            assert plan.changes == ()
+            return plan.needs_read
+        lines = dict(state.lines) if state else {}
+        for change in plan.changes:
+            assert change.natural_key not in keys
+            keys.add(change.natural_key)
+            total += change.delta
+            lines[change.line_id] = LineState(change.counted_after, 0, change.changes_after)
+        state = OrderState(True, snapshot.version, lines, True, fingerprint(snapshot))
+        return plan.needs_read
+
+    for n in order:
+        if apply(snapshots[n], from_read=False):
+            apply(snapshots[-1], from_read=True)  # a read answers the order as it is now
+    apply(snapshots[-1], from_read=True)
+    assert total == -quantities[-1]
+
+
+# --- restocked only if the platform says so (B16) ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("restock", "confirmed", "line", "units", "unconfirmed"),
+    [
+        (True, True, LineState(3, 0), 2, False),  # restocked, said so: given back
+        (False, True, LineState(3, 0), 0, False),  # not restocked, whatever its type
+        (True, False, LineState(3, 0), 0, True),  # a restocking type only: read the order
+        (True, False, LineState(3, 3), 0, False),  # nothing left to give back: no read
+        (True, False, None, 0, False),  # never counted: no read
+        (False, False, LineState(3, 0), 0, False),
+    ],
+)
+def test_refund_line_gives_back_only_confirmed_restocks(
+    restock: bool, confirmed: bool, line: LineState | None, units: int, unconfirmed: bool
+) -> None:
+    refund_line = RefundLine("R1", "L1", 2, restock, restock_confirmed=confirmed)
+    assert restock_units(line, refund_line) == units
+    assert restock_unconfirmed(line, refund_line) is unconfirmed

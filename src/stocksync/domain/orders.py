@@ -2,23 +2,31 @@
 
 The rules are target-based: an order line's counted units follow the latest snapshot of the
 order, so a duplicate delivery computes a zero difference and an older snapshot (delivered
-late) is recognised by its version and ignored. Each resulting change is recorded under a
-natural key (order line, order edit, refund line) that the ledger refuses to store twice.
+late) is recognised by its version and ignored. Versions have whole seconds on Shopify, so
+two snapshots of one version may differ: such a snapshot cannot be ordered against what is
+known and changes no count; a read of the order (current, so authoritative for its version)
+settles it. Whether an order counts is not a matter of order: it counts once any snapshot
+shows it in a counted state, and that is remembered. Each resulting change is recorded under
+a natural key (order line, the line's n-th edit, refund line) that the ledger refuses to store
+twice.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from stocksync.domain.connection import ConnectionSettings
 from stocksync.domain.levels import MAX_QUANTITY
-from stocksync.domain.ports import OrderSnapshot, RefundLine
+from stocksync.domain.ports import OrderLine, OrderSnapshot, RefundLine
 
-# Paid, and the states an order reaches only from paid, always count (B15).
-ALWAYS_COUNTED = frozenset({"paid", "partially_refunded", "refunded"})
-KNOWN_STATUSES = ALWAYS_COUNTED | {
+# States in which money was taken. None of them alone says the order was paid in full: a
+# deposit order that is partially refunded never was (B15); only evidence of payment in full
+# (``OrderSnapshot.paid_in_full``, remembered once seen) makes an order count as paid.
+MONEY_TAKEN = frozenset({"paid", "partially_refunded", "refunded"})
+KNOWN_STATUSES = MONEY_TAKEN | {
     "pending",
     "authorized",
     "partially_paid",
@@ -27,24 +35,39 @@ KNOWN_STATUSES = ALWAYS_COUNTED | {
 }
 
 
-def is_counted_status(financial_status: str, settings: ConnectionSettings) -> bool:
-    """Whether an order first seen in ``financial_status`` counts now.
+def shows_paid_in_full(snapshot: OrderSnapshot) -> bool:
+    """Whether this snapshot is evidence that the order was paid in full at its version. A
+    platform that cannot tell (``paid_in_full`` None) is believed only for the status
+    ``paid``, which is the platform's own word for "paid in full" at that instant."""
+    if snapshot.paid_in_full is not None:
+        return snapshot.paid_in_full
+    return snapshot.financial_status.strip().lower() == "paid"
 
-    An order first seen ``voided`` was cancelled before we saw it (its earlier webhooks lost).
-    It was pending or authorized before; it counts when both of those count, since then it
-    certainly passed through a counted state and its cancellation's restock will give the units
-    back. ``expired`` is reached only from ``authorized``."""
+
+def is_counted_status(
+    financial_status: str, settings: ConnectionSettings, paid_in_full: bool = False
+) -> bool:
+    """Whether an order in ``financial_status`` counts now, ``paid_in_full`` telling whether
+    it was ever paid in full (B15).
+
+    An order paid in full at some point always counts. Otherwise money taken (paid,
+    partially refunded or refunded without evidence of payment in full) means at least part
+    of it was paid: it counts where partially paid orders count. An order first seen
+    ``voided`` was cancelled before we saw it (its earlier webhooks lost). It was pending or
+    authorized before; it counts when both of those count, since then it certainly passed
+    through a counted state and its cancellation's restock will give the units back.
+    ``expired`` is reached only from ``authorized``."""
+    if paid_in_full:
+        return True
     status = financial_status.strip().lower()
     if status == "voided":
         return settings.count_authorized and settings.count_pending
     if status == "expired":
         return settings.count_authorized
-    if status in ALWAYS_COUNTED:
-        return True
+    if status in MONEY_TAKEN or status == "partially_paid":
+        return settings.count_partially_paid
     if status == "authorized":
         return settings.count_authorized
-    if status == "partially_paid":
-        return settings.count_partially_paid
     if status == "pending":
         return settings.count_pending
     return False
@@ -54,6 +77,7 @@ def is_counted_status(financial_status: str, settings: ConnectionSettings) -> bo
 class LineState:
     counted: int
     restocked: int
+    changes: int = 0  # edits recorded for the line: the sequence of its edits' natural keys
 
 
 @dataclass(frozen=True)
@@ -61,6 +85,8 @@ class OrderState:
     counted: bool
     version: str
     lines: Mapping[str, LineState]
+    paid_in_full: bool = False  # evidence seen, in any snapshot, of payment in full
+    fingerprint: str | None = None  # the quantities of the snapshot applied at ``version``
 
 
 @dataclass(frozen=True)
@@ -72,6 +98,7 @@ class LineChange:
     natural_key: str
     delta: int
     counted_after: int
+    changes_after: int = 0  # the line's edit sequence once this change is recorded
 
 
 @dataclass(frozen=True)
@@ -79,6 +106,21 @@ class OrderPlan:
     stale: bool  # the snapshot is older than what we already applied
     counted: bool  # whether the order is counted after this snapshot
     changes: tuple[LineChange, ...]
+    paid_in_full: bool = False  # evidence of payment in full, this snapshot's included
+    # The order now counts (or may change) but this snapshot's quantities cannot be taken:
+    # the order's current state must be read, and applied.
+    needs_read: bool = False
+
+
+def fingerprint(snapshot: OrderSnapshot) -> str:
+    """What of a snapshot depends on its place in time: its lines' quantities. (Whether the
+    order counts does not: any snapshot in a counted state makes it count, for good.)"""
+    text = ";".join(f"{line.id}={line.quantity}" for line in sorted(snapshot.lines, key=_line_id))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+def _line_id(line: OrderLine) -> str:
+    return line.id
 
 
 def plan_order(
@@ -86,15 +128,53 @@ def plan_order(
     state: OrderState | None,
     settings: ConnectionSettings,
     linked_lines: frozenset[str],
+    *,
+    from_read: bool = False,
 ) -> OrderPlan:
     """Decide what a snapshot changes. ``linked_lines`` are the lines whose variant is linked
-    to a source; other lines are not ours to count."""
+    to a source; other lines are not ours to count. ``from_read``: the snapshot is the order
+    as its platform reports it now (a read), not a webhook's copy that may be late."""
+    paid_in_full = shows_paid_in_full(snapshot) or (state is not None and state.paid_in_full)
+    if (
+        state is not None
+        and snapshot.version == state.version
+        and not from_read
+        and fingerprint(snapshot) != state.fingerprint
+    ):
+        # Same version, other quantities: which came first cannot be told (whole-second
+        # versions), so no count changes by arrival order; a read of the order decides.
+        return OrderPlan(
+            stale=True,
+            counted=state.counted,
+            changes=(),
+            paid_in_full=paid_in_full,
+            needs_read=True,
+        )
     if state is not None and snapshot.version < state.version:
-        return OrderPlan(stale=True, counted=state.counted, changes=())
+        # Too old for its quantities, but its evidence of payment holds whatever came since
+        # (a paid order edited before its orders/paid webhook was processed). If that makes
+        # the order count, it counts with its newest quantities, which a read gives.
+        newly_counted = not state.counted and is_counted_status(
+            snapshot.financial_status, settings, paid_in_full
+        )
+        return OrderPlan(
+            stale=True,
+            counted=state.counted,
+            changes=(),
+            paid_in_full=paid_in_full,
+            needs_read=newly_counted,
+        )
     already = state is not None and state.counted
-    counted = already or is_counted_status(snapshot.financial_status, settings)
+    counted = already or is_counted_status(snapshot.financial_status, settings, paid_in_full)
     if not counted:
-        return OrderPlan(stale=False, counted=False, changes=())
+        # Money was taken but this copy cannot say whether in full (a webhook without the
+        # outstanding balance): the order, read, can.
+        unsure = snapshot.paid_in_full is None and (
+            snapshot.financial_status.strip().lower() in MONEY_TAKEN - {"paid"}
+        )
+        return OrderPlan(
+            stale=False, counted=False, changes=(), paid_in_full=paid_in_full, needs_read=unsure
+        )
     known = state.lines if state is not None else {}
     changes: list[LineChange] = []
     for line in snapshot.lines:
@@ -117,16 +197,20 @@ def plan_order(
                 )
             )
         elif previous.counted != line.quantity:
+            # The line's n-th edit: versions and quantities repeat within one second (2 -> 3
+            # -> 2), a sequence does not; a duplicate of one change computes no difference.
+            sequence = previous.changes + 1
             changes.append(
                 LineChange(
                     line_id=line.id,
                     kind="order_edit",
-                    natural_key=f"{snapshot.id}:{line.id}:{snapshot.version}:{line.quantity}",
+                    natural_key=f"{snapshot.id}:{line.id}:edit:{sequence}",
                     delta=previous.counted - line.quantity,
                     counted_after=line.quantity,
+                    changes_after=sequence,
                 )
             )
-    return OrderPlan(stale=False, counted=True, changes=tuple(changes))
+    return OrderPlan(stale=False, counted=True, changes=tuple(changes), paid_in_full=paid_in_full)
 
 
 def version_text(instant: datetime) -> str:
@@ -181,11 +265,26 @@ def order_counts_for_link(
 
 
 def restock_units(line: LineState | None, refund_line: RefundLine) -> int:
-    """B16: units a refund line gives back: only restocking lines, never more than was
-    counted for the line and not yet given back. A line never counted gives back nothing."""
-    if not refund_line.restock or line is None or refund_line.quantity <= 0:
+    """B16: units a refund line gives back: only lines the platform says were restocked
+    (whatever their restock type), never more than was counted for the line and not yet
+    given back. A line never counted gives back nothing; nor does a line whose restock is
+    not confirmed (see :func:`restock_unconfirmed`)."""
+    if not refund_line.restock or not refund_line.restock_confirmed:
+        return 0
+    if line is None or refund_line.quantity <= 0:
         return 0
     return max(0, min(refund_line.quantity, line.counted - line.restocked))
+
+
+def restock_unconfirmed(line: LineState | None, refund_line: RefundLine) -> bool:
+    """A refund line that may give units back, if the platform confirms it restocked them:
+    the order must be read to know."""
+    if refund_line.restock_confirmed or not refund_line.restock:
+        return False
+    confirmed = RefundLine(
+        refund_line.id, refund_line.line_id, refund_line.quantity, True, refund_line.location_id
+    )
+    return restock_units(line, confirmed) > 0
 
 
 def refund_natural_key(order_id: str, refund_id: str, refund_line: RefundLine) -> str:

@@ -94,8 +94,12 @@ class RefundLine:
     id: str  # the refund line's own id: the natural key of a restock
     line_id: str
     quantity: int
-    restock: bool
+    restock: bool  # the platform says the units were restocked
     location_id: str | None = None
+    # False when the platform's copy names a restocking type without saying whether the
+    # units were restocked (Shopify's refund webhooks): ``restock`` is then only a hint, and
+    # the order's read (``RefundLineItem.restocked``) decides (B16).
+    restock_confirmed: bool = True
 
 
 @dataclass(frozen=True)
@@ -118,6 +122,11 @@ class OrderSnapshot:
     # platform does not say. An order placed before its variant's link, or before the store
     # was installed, never counts (B15, B16).
     created_at: str | None = None
+    # Whether the platform shows the order paid in full at ``version`` (Shopify's
+    # ``Order.fullyPaid``, or no balance outstanding on a paid order): True when it does,
+    # False when it shows a balance owed, None when the snapshot cannot tell. The engine
+    # remembers a True for good: "paid" means paid in full at some point (B15).
+    paid_in_full: bool | None = None
 
 
 @dataclass(frozen=True)

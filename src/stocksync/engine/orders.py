@@ -23,10 +23,12 @@ from stocksync.domain.levels import MAX_QUANTITY, choose_sale_location
 from stocksync.domain.orders import (
     LineState,
     OrderState,
+    fingerprint,
     order_counts_for_link,
     order_created,
     plan_order,
     refund_natural_key,
+    restock_unconfirmed,
     restock_units,
     version_text,
 )
@@ -50,6 +52,11 @@ from stocksync.storage.tables import (
     variant_links,
 )
 
+# B4: units sold are gone from the shared stock, so sales of a paused connection or paused
+# product still count; disconnected connections and unlinked products never do.
+COUNTING_CONNECTIONS = ("active", "paused")
+COUNTING_PRODUCT_LINKS = ("active", "paused")
+
 
 async def _upstream(conn: AsyncConnection, store_id: int, item_id: str) -> tuple[int, str] | None:
     row = (
@@ -60,7 +67,8 @@ async def _upstream(conn: AsyncConnection, store_id: int, item_id: str) -> tuple
                 variant_links.c.destination_store_id == store_id,
                 variant_links.c.destination_item_id == item_id,
                 variant_links.c.status == "active",
-                connections.c.status == "active",
+                # B4: a pause stops levels flowing, not sales counting, all the way up
+                connections.c.status.in_(COUNTING_CONNECTIONS),
             )
             .limit(1)
         )
@@ -132,9 +140,12 @@ async def _linked_lines(
             variant_links.c.destination_store_id == store_id,
             variant_links.c.destination_variant_id.in_(variant_ids),
             variant_links.c.status == "active",
-            connections.c.status == "active",
+            connections.c.status.in_(COUNTING_CONNECTIONS),
         )
-        .where((product_links.c.status.is_(None)) | (product_links.c.status == "active"))
+        .where(
+            (product_links.c.status.is_(None))
+            | (product_links.c.status.in_(COUNTING_PRODUCT_LINKS))
+        )
     )
     by_variant: dict[str, tuple[int, int, int, str, datetime | None]] = {
         r[2]: (r[0], r[1], r[3], r[4], r[5]) for r in rows
@@ -155,7 +166,12 @@ async def _order_state(
 ) -> OrderState | None:
     seen = (
         await conn.execute(
-            select(orders_seen.c.counted, orders_seen.c.version).where(
+            select(
+                orders_seen.c.counted,
+                orders_seen.c.version,
+                orders_seen.c.paid_in_full,
+                orders_seen.c.fingerprint,
+            ).where(
                 orders_seen.c.destination_store_id == store_id,
                 orders_seen.c.order_id == order_id,
                 orders_seen.c.connection_id == connection_id,
@@ -165,7 +181,12 @@ async def _order_state(
     if seen is None:
         return None
     lines = await conn.execute(
-        select(order_lines.c.line_id, order_lines.c.counted, order_lines.c.restocked).where(
+        select(
+            order_lines.c.line_id,
+            order_lines.c.counted,
+            order_lines.c.restocked,
+            order_lines.c.changes,
+        ).where(
             order_lines.c.destination_store_id == store_id,
             order_lines.c.order_id == order_id,
             order_lines.c.connection_id == connection_id,
@@ -174,7 +195,9 @@ async def _order_state(
     return OrderState(
         counted=bool(seen[0]),
         version=seen[1],
-        lines={r[0]: LineState(int(r[1]), int(r[2])) for r in lines},
+        lines={r[0]: LineState(int(r[1]), int(r[2]), int(r[3])) for r in lines},
+        paid_in_full=bool(seen[2]),
+        fingerprint=seen[3],
     )
 
 
@@ -225,10 +248,16 @@ async def _record_ledger(
 
 
 async def apply_snapshot(
-    rt: Runtime, conn: AsyncConnection, store: StoreRecord, snapshot: OrderSnapshot
+    rt: Runtime,
+    conn: AsyncConnection,
+    store: StoreRecord,
+    snapshot: OrderSnapshot,
+    *,
+    from_read: bool = False,
 ) -> int:
     """Count, or follow the edits of, one order snapshot; then its refunds. Returns the number
-    of ledger rows written."""
+    of ledger rows written. ``from_read``: the snapshot is the order read from its platform
+    now (not a webhook's copy), so it is current."""
     written = 0
     bad = [line for line in snapshot.lines if not 0 <= line.quantity <= MAX_QUANTITY]
     for line in bad:
@@ -260,8 +289,13 @@ async def apply_snapshot(
         ).scalar_one()
         settings = ConnectionSettings.from_json(settings_row)
         state = await _order_state(conn, store.id, snapshot.id, connection_id)
-        plan = plan_order(snapshot, state, settings, frozenset(lines))
+        plan = plan_order(snapshot, state, settings, frozenset(lines), from_read=from_read)
+        if plan.needs_read and not from_read:
+            # Its quantities are not the order's newest: count what a read of it says.
+            await schedule.sync_order(rt, conn, store.id, snapshot.id)
         if plan.stale:
+            if state is not None and plan.paid_in_full and not state.paid_in_full:
+                await _remember_paid_in_full(conn, store.id, snapshot.id, connection_id)
             continue
         for change in plan.changes:
             link_id, _src, _item = lines[change.line_id]
@@ -304,10 +338,15 @@ async def apply_snapshot(
                             "counted": change.counted_after,
                             "restocked": 0,
                             "version": snapshot.version,
+                            "changes": change.changes_after,
                         }
                     ],
                     conflict=("destination_store_id", "order_id", "line_id"),
-                    update={"counted": change.counted_after, "version": snapshot.version},
+                    update={
+                        "counted": change.counted_after,
+                        "version": snapshot.version,
+                        "changes": change.changes_after,
+                    },
                 )
         await upsert(
             conn,
@@ -321,6 +360,8 @@ async def apply_snapshot(
                     "cancelled": snapshot.cancelled,
                     "counted": plan.counted,
                     "version": snapshot.version,
+                    "paid_in_full": plan.paid_in_full,
+                    "fingerprint": fingerprint(snapshot),
                     "updated_at": rt.clock(),
                     "order_created_at": version_text(placed),
                 }
@@ -331,12 +372,30 @@ async def apply_snapshot(
                 "cancelled": snapshot.cancelled,
                 "counted": plan.counted,
                 "version": snapshot.version,
+                # sticky: the plan includes what was remembered before
+                "paid_in_full": plan.paid_in_full,
+                "fingerprint": fingerprint(snapshot),
                 "updated_at": rt.clock(),
             },
         )
     for refund in snapshot.refunds:
         written += await apply_refund(rt, conn, store, snapshot.id, refund)
     return written
+
+
+async def _remember_paid_in_full(
+    conn: AsyncConnection, store_id: int, order_id: str, connection_id: int
+) -> None:
+    """Evidence of payment in full from a snapshot too old for its quantities (B15)."""
+    await conn.execute(
+        update(orders_seen)
+        .where(
+            orders_seen.c.destination_store_id == store_id,
+            orders_seen.c.order_id == order_id,
+            orders_seen.c.connection_id == connection_id,
+        )
+        .values(paid_in_full=True)
+    )
 
 
 async def apply_refund(
@@ -360,7 +419,12 @@ async def apply_refund(
                 )
             )
         ).first()
-        units = restock_units(LineState(int(row[0]), int(row[1])) if row else None, rl)
+        state = LineState(int(row[0]), int(row[1])) if row else None
+        if restock_unconfirmed(state, rl):
+            # Restocked or not, only the order says (a refund webhook names the type only).
+            await schedule.sync_order(rt, conn, store.id, order_id)
+            continue
+        units = restock_units(state, rl)
         if units == 0 or row is None:
             continue
         if await _record_ledger(
@@ -437,8 +501,12 @@ async def process_event(rt: Runtime, inbox_id: int) -> None:
         if status != "pending":
             return
         if snapshot is not None:
-            await apply_snapshot(rt, conn, store, snapshot)
-        if refund is not None and isinstance(event, RefundSeen):
+            await apply_snapshot(
+                rt, conn, store, snapshot, from_read=not isinstance(event, OrderSeen)
+            )
+        read_refunds = {r.id for r in snapshot.refunds} if snapshot is not None else set()
+        if refund is not None and isinstance(event, RefundSeen) and refund.id not in read_refunds:
+            # Only a refund the read does not show yet (the read says what was restocked).
             await apply_refund(rt, conn, store, event.order_id, refund)
         await _finish(conn, inbox_id, "processed", None)
         crash.point("order.before_commit")
@@ -487,7 +555,7 @@ async def sync_order(rt: Runtime, store_id: int, order_id: str) -> None:
     if snapshot is None:
         return
     async with rt.db.begin() as conn:
-        await apply_snapshot(rt, conn, store, snapshot)
+        await apply_snapshot(rt, conn, store, snapshot, from_read=True)
         crash.point("order.before_commit")
 
 
@@ -518,21 +586,22 @@ async def backfill_orders(rt: Runtime, store_id: int) -> int:
         return 0
     scheduled = 0
     async with rt.db.begin() as conn:
-        seen = dict(
-            (
-                await conn.execute(
-                    select(orders_seen.c.order_id, func.max(orders_seen.c.version))
-                    .where(
-                        orders_seen.c.destination_store_id == store_id,
-                        orders_seen.c.order_id.in_([s.id for s in changed]),
-                    )
-                    .group_by(orders_seen.c.order_id)
-                )
-            ).all()
-        )
+        seen: dict[str, list[tuple[str, str | None]]] = {}
+        for order_id, version, print_ in await conn.execute(
+            select(orders_seen.c.order_id, orders_seen.c.version, orders_seen.c.fingerprint).where(
+                orders_seen.c.destination_store_id == store_id,
+                orders_seen.c.order_id.in_([s.id for s in changed]),
+            )
+        ):
+            seen.setdefault(order_id, []).append((version, print_))
         for snapshot in changed:
-            # Already applied at this version (its webhooks came): nothing was missed.
-            if seen.get(snapshot.id) is not None and seen[snapshot.id] >= snapshot.version:
+            # Already applied at this version (its webhooks came): nothing was missed. At an
+            # equal version only with equal quantities: versions have whole seconds.
+            known = seen.get(snapshot.id)
+            if known and all(
+                v > snapshot.version or (v == snapshot.version and p == fingerprint(snapshot))
+                for v, p in known
+            ):
                 continue
             await schedule.sync_order(rt, conn, store_id, snapshot.id)
             scheduled += 1

@@ -525,7 +525,8 @@ async def disconnect(
 async def set_connection_paused(
     rt: Runtime, conn: AsyncConnection, connection_id: int, paused: bool
 ) -> None:
-    """B4: pausing stops writes and order counting; resuming re-syncs every variant."""
+    """B4: pausing stops writes to the destination, not its sales counting (units sold are
+    gone from the shared stock); resuming re-syncs every variant."""
     record = await load_connection(conn, connection_id)
     if record is None or record.status not in ("active", "paused"):
         raise StoreError("only an active or paused connection can be paused or resumed")

@@ -30,12 +30,17 @@ Decisions worth knowing (each mirrors Shopify unless said otherwise):
 * An order's ``created_at`` is its first version: the world's clock when it was placed (a test
   places an order "in the past" by moving the world's clock back first).
 * Order versions are strictly increasing per store (hence per order): the clock's instant,
-  bumped by a microsecond when the clock has not moved past the last version. They are text in
+  bumped by a microsecond when the clock has not moved past the last version. With the
+  world's ``whole_second_versions`` on they are whole seconds and never bumped, as Shopify's
+  ``updated_at`` is: changes within one second share one version. They are text in
   one fixed-width UTC format (``2025-01-01T00:00:00.000000Z``), so text order is time order.
 * Financial status (Shopify's display financial status, lower case):
 
   - an order is placed ``pending``, ``authorized``, ``partially_paid`` or ``paid``;
-  - ``mark_paid``: pending / authorized / partially_paid -> paid;
+  - ``mark_paid``: pending / authorized / partially_paid -> paid; a partially refunded order
+    with a balance owed stays ``partially_refunded``;
+  - ``paid_in_full`` (Shopify's ``Order.fullyPaid``) is True from payment in full until
+    units are added (a balance is owed again); refunds do not change it;
   - an edit adding units to a ``paid`` or ``partially_refunded`` order -> ``partially_paid``
     (a balance is owed); removing units changes nothing until the merchant refunds;
   - a refund with money on a paid, partially paid or partially refunded order ->
@@ -356,6 +361,9 @@ class MemoryWorld:
         # yields to the event loop first, so concurrent engine tasks interleave between a
         # read and the write that follows it, as they would against a real platform.
         self.yield_on_call = yield_on_call
+        # Shopify's order ``updated_at`` has whole seconds: several changes of one order in
+        # one second report the same version. Off by default (versions strictly increase).
+        self.whole_second_versions = False
         self.lock = threading.RLock()
         self.stores: dict[str, MemoryStore] = {}
         self._outbox: list[Delivery] = []
@@ -484,6 +492,9 @@ class _Order:
     lines: list[_Line]
     refunds: list[Refund] = field(default_factory=list)
     created_at: str = ""  # the version it was placed at: the world's clock then
+    # Shopify's Order.fullyPaid: nothing outstanding now (units added since payment owe
+    # their price again; refunds return money without making a balance owed).
+    fully_paid: bool = False
 
     def refunded(self, line_id: str) -> int:
         return sum(rl.quantity for r in self.refunds for rl in r.lines if rl.line_id == line_id)
@@ -829,6 +840,7 @@ class MemoryStore:
                 location_id=location,
                 lines=order_lines,
                 created_at=version,
+                fully_paid=financial_status == "paid",
             )
             self._orders[order.id] = order
             snapshot = self._snapshot(order)
@@ -841,12 +853,19 @@ class MemoryStore:
             return snapshot
 
     def mark_paid(self, order_id: str) -> OrderSnapshot:
-        """Payment captured (pending / authorized / partially paid -> paid)."""
+        """Payment captured (pending / authorized / partially paid -> paid). The balance of a
+        partially refunded deposit order may be paid too: it stays ``partially_refunded``
+        (money went back once) and is paid in full from then on."""
         with self.world.lock:
             order = self._open_order(order_id)
-            if order.financial_status not in _UNPAID:
+            balance_after_refund = (
+                order.financial_status == "partially_refunded" and not order.fully_paid
+            )
+            if order.financial_status not in _UNPAID and not balance_after_refund:
                 raise ValueError(f"an order {order.financial_status} cannot be marked paid")
-            order.financial_status = "paid"
+            if not balance_after_refund:
+                order.financial_status = "paid"
+            order.fully_paid = True
             snapshot = self._touch(order)
             self._emit(TOPIC_ORDER_PAID, OrderSeen(snapshot))
             self._emit(TOPIC_ORDER_UPDATED, OrderSeen(snapshot))
@@ -1192,6 +1211,10 @@ class MemoryStore:
             del self._levels[key]
 
     def _next_version(self) -> str:
+        if self.world.whole_second_versions:
+            version = format_version(self.world.now().replace(microsecond=0))
+            self._last_version = max(version, self._last_version)
+            return self._last_version
         version = format_version(self.world.now())
         if version <= self._last_version:
             last = datetime.fromisoformat(self._last_version.replace("Z", "+00:00"))
@@ -1255,6 +1278,8 @@ class MemoryStore:
     def _edited(self, order: _Order, *, added: bool) -> OrderSnapshot:
         if added and order.financial_status in ("paid", "partially_refunded"):
             order.financial_status = "partially_paid"
+        if added:
+            order.fully_paid = False  # the added units are owed
         snapshot = self._touch(order)
         self._emit(TOPIC_ORDER_EDITED, OrderEdited(order.id))
         self._emit(TOPIC_ORDER_UPDATED, OrderSeen(snapshot))
@@ -1284,4 +1309,5 @@ class MemoryStore:
                 for line in order.lines
             ),
             refunds=tuple(order.refunds),
+            paid_in_full=order.fully_paid,
         )

@@ -110,6 +110,10 @@ def _bool(doc: Json, key: str) -> bool:
     return value
 
 
+def _opt_bool(doc: Json, key: str) -> bool | None:
+    return None if doc.get(key) is None else _bool(doc, key)
+
+
 def _strs(doc: Json, key: str) -> tuple[str, ...]:
     values = _list(doc, key)
     if not all(isinstance(v, str) for v in values):
@@ -295,6 +299,7 @@ def order_to_json(order: OrderSnapshot) -> Json:
             for ln in order.lines
         ],
         "refunds": [refund_to_json(r) for r in order.refunds],
+        "paid_in_full": order.paid_in_full,
     }
 
 
@@ -316,6 +321,7 @@ def order_from_json(doc: Json) -> OrderSnapshot:
         lines=lines,
         refunds=tuple(refund_from_json(_obj(r, "refund")) for r in _list(doc, "refunds")),
         created_at=_opt_str(doc, "created_at"),
+        paid_in_full=_opt_bool(doc, "paid_in_full"),
     )
 
 

@@ -362,6 +362,9 @@ class Order:
     received: Decimal = Decimal("0.00")
     # The sandbox's orders stand for online-store checkouts.
     source_name: str = "web"
+    # Order.fullyPaid: paid in full with nothing outstanding. Units added by an edit owe
+    # their price until paid; refunds return money without making a balance owed.
+    fully_paid: bool = False
 
     @property
     def gid(self) -> str:
@@ -838,6 +841,7 @@ class Shop:
         if financial_status == "PAID":
             order.received = order.current_total_price
         self.next_order_number += 1
+        order.fully_paid = financial_status == "PAID"
         self.orders[order.id] = order
         for line, level, quantity in claims:
             self._claim(line, level, quantity)
@@ -918,6 +922,7 @@ class Shop:
             raise ShopError("Order is cancelled", None, ["id"])
         order.financial_status = "PAID"
         order.received += order.total_outstanding
+        order.fully_paid = True
         self._order_changed(order, "orders/paid")
 
     def _order_changed(self, order: Order, *topics: str) -> None:
@@ -1195,6 +1200,8 @@ class Shop:
                 removals.append({"id": line.id, "delta": removed})
         edit.committed = True
         order.edited = True
+        if additions:
+            order.fully_paid = False  # the added units are owed
         if additions and order.financial_status == "PAID":
             # The added units are not paid for: a balance is outstanding until it is.
             order.financial_status = "PARTIALLY_PAID"

@@ -219,6 +219,11 @@ orders_seen = Table(
     # When the order was placed, as version text: the platform's word, or, when it does not
     # say, when stocksync first saw it. Written once; later snapshots that do not say use it.
     Column("order_created_at", String(64), nullable=True),
+    # Once any snapshot showed the order paid in full, it was paid (B15): never reset.
+    Column("paid_in_full", Boolean, nullable=False, default=False, server_default=false()),
+    # The quantities applied at ``version``: a snapshot of that version with other
+    # quantities cannot be ordered against them, and changes no count.
+    Column("fingerprint", String(64), nullable=True),
 )
 
 # Per counted order line: units counted against the source and units given back.
@@ -236,6 +241,8 @@ order_lines = Table(
     Column("restocked", BigInteger, nullable=False, default=0),
     Column("version", String(64), nullable=False),
     Column("source_location", String(255), nullable=True),
+    # Edits recorded for the line: the n-th edit's natural key ends in n.
+    Column("changes", BigInteger, nullable=False, default=0, server_default=text("0")),
 )
 
 # One row per counted order line, order edit and refund line; the unique natural key makes a

@@ -21,8 +21,12 @@ Shopify relies on (Admin GraphQL, default version 2026-10):
   subtracted (the engine's convention), are therefore ``currentQuantity`` plus the units
   refunded on that line;
 * refund line restock types: ``NO_RESTOCK`` returns nothing to stock; ``CANCEL`` (unfulfilled
-  units), ``RETURN`` (fulfilled units) and the older ``LEGACY_RESTOCK`` do. A restocking
+  units), ``RETURN`` (fulfilled units) and the older ``LEGACY_RESTOCK`` may; whether a line's
+  units were restocked is ``RefundLineItem.restocked``, which alone decides. A restocking
   cancellation is recorded as a refund;
+* ``Order.fullyPaid``: the order is paid in full now (nothing outstanding). An order paid
+  and then edited to add units is not, until the balance is paid; ``displayFinancialStatus``
+  ``PARTIALLY_REFUNDED`` says nothing about it (a deposit order refunded in part never was);
 * order search ``updated_at:>=...`` with ``sortKey: UPDATED_AT``; timestamps have whole-second
   resolution (and only the last 60 days of orders are visible without ``read_all_orders``).
 
@@ -755,7 +759,14 @@ def order_from_node(
         refund_lines: list[RefundLine] = []
         for index, rl in enumerate(refund["refundLineItems"]["nodes"]):
             line_id = numeric_id(rl["lineItem"]["id"], "LineItem")
-            restock = rl.get("restockType") in RESTOCKING_TYPES
+            # B16: restocked only if Shopify says so, whatever the restock type; the type is
+            # the fallback of a copy without the flag
+            restocked = rl.get("restocked")
+            restock = (
+                restocked
+                if isinstance(restocked, bool)
+                else rl.get("restockType") in RESTOCKING_TYPES
+            )
             location = rl.get("location") or {}
             quantity = int(rl["quantity"])
             refunded[line_id] = refunded.get(line_id, 0) + quantity
@@ -792,6 +803,7 @@ def order_from_node(
             )
         )
     status = node.get("displayFinancialStatus")
+    fully_paid = node.get("fullyPaid")
     return OrderSnapshot(
         id=numeric_id(node["id"], "Order"),
         financial_status=str(status).lower() if status else "unknown",
@@ -800,4 +812,5 @@ def order_from_node(
         lines=tuple(order_lines),
         refunds=tuple(refund_values),
         created_at=normalise_version(str(node["createdAt"])) if node.get("createdAt") else None,
+        paid_in_full=fully_paid if isinstance(fully_paid, bool) else None,
     )

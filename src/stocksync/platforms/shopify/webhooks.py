@@ -11,7 +11,8 @@ Shopify relies on:
   ``available``, ``updated_at``), ``inventory_levels/disconnect``,
   ``orders/create|paid|updated|cancelled`` (a whole order: ``line_items[]`` with ``id``,
   ``variant_id``, ``sku``, ``quantity``, ``current_quantity``; ``financial_status``,
-  ``cancelled_at``, ``updated_at``, ``refunds[]`` with ``refund_line_items[]``),
+  ``cancelled_at``, ``updated_at``, ``total_outstanding``, ``refunds[]`` with
+  ``refund_line_items[]``),
   ``orders/edited`` (``order_edit.order_id``), ``refunds/create`` (a refund with ``order_id``
   and ``refund_line_items[]`` carrying ``restock_type``), ``products/create|update`` and
   ``products/delete`` (``id``), ``locations/create|update|activate|deactivate|delete``
@@ -30,6 +31,7 @@ import hmac
 import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from stocksync.domain.events import (
@@ -169,6 +171,9 @@ def _level_disconnect(payload: Mapping[str, Any]) -> InboundEvent:
 
 
 def refund_from_payload(payload: Mapping[str, Any]) -> Refund:
+    """A refund as its webhook shows it. ``refund_line_items[]`` name a ``restock_type`` but
+    not whether the units were restocked (GraphQL's ``RefundLineItem.restocked``): a line of
+    a restocking type is only a hint, confirmed by reading the order; ``no_restock`` is final."""
     refund_id = _id(payload, "id")
     lines = []
     for rl in _list(payload, "refund_line_items"):
@@ -180,6 +185,7 @@ def refund_from_payload(payload: Mapping[str, Any]) -> Refund:
                 quantity=_int(rl, "quantity"),
                 restock=restock,
                 location_id=_optional_id(rl, "location_id") if restock else None,
+                restock_confirmed=not restock,
             )
         )
     return Refund(refund_id, tuple(lines))
@@ -224,7 +230,38 @@ def order_from_payload(payload: Mapping[str, Any]) -> OrderSnapshot:
         # Unknown (None) rather than refused: the engine then takes the order as placed when
         # first seen, the safe reading (see domain.orders.order_counts_for_link).
         created_at=_instant_or_none(created_at),
+        paid_in_full=paid_in_full_from_payload(payload),
     )
+
+
+_UNPAID_STATUSES = frozenset({"pending", "authorized", "partially_paid", "voided", "expired"})
+
+
+def _outstanding(payload: Mapping[str, Any]) -> Decimal | None:
+    """``total_outstanding`` (a decimal string in the shop's currency), None if absent."""
+    value = payload.get("total_outstanding")
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return Decimal(str(value))
+    except InvalidOperation:
+        return None
+
+
+def paid_in_full_from_payload(payload: Mapping[str, Any]) -> bool | None:
+    """What an order webhook shows of payment in full: ``paid`` with nothing outstanding is;
+    a status before payment in full, or a balance outstanding, is not; a refunded state with
+    nothing outstanding cannot tell (a deposit refunded and cancelled owes nothing either),
+    so the engine reads the order (``Order.fullyPaid``)."""
+    status = str(payload.get("financial_status") or "").strip().lower()
+    outstanding = _outstanding(payload)
+    if outstanding is not None and outstanding > 0:
+        return False
+    if status == "paid":
+        return True
+    if status in _UNPAID_STATUSES:
+        return False
+    return None
 
 
 def _order(payload: Mapping[str, Any]) -> InboundEvent:

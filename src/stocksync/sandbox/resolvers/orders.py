@@ -120,7 +120,9 @@ def currency_code(o: Order, info: Info) -> str:
 
 @field_resolver("Order", "fullyPaid")
 def fully_paid(o: Order, info: Info) -> bool:
-    return o.financial_status in ("PAID", "PARTIALLY_REFUNDED", "REFUNDED")
+    # Nothing outstanding now, whatever the status word: a deposit order refunded in part
+    # is PARTIALLY_REFUNDED and was never paid in full.
+    return o.fully_paid
 
 
 @field_resolver("Order", "unpaid")
