@@ -245,7 +245,7 @@ async def test_install_connect_import_and_status(
 def test_store_add_refuses_bad_input_before_touching_anything(tmp_path: Path) -> None:
     env = {"STOCKSYNC_DATA_DIR": str(tmp_path / "data"), "SUPPLIER_TOKEN": SUPPLIER_TOKEN}
     base = ["store", "add", "shopify", "--role", "source"]
-    unset, bad_shop, bad_version = run_all(
+    unset, bad_shop, bad_version, unsafe_version = run_all(
         (env, tmp_path, [*base, "--shop", "a.myshopify.com", "--token-env", "NO_SUCH_VARIABLE"]),
         (env, tmp_path, [*base, "--shop", "a.example.com", "--token-env", "SUPPLIER_TOKEN"]),
         (
@@ -261,8 +261,24 @@ def test_store_add_refuses_bad_input_before_touching_anything(tmp_path: Path) ->
                 "latest",
             ],
         ),
+        (
+            env,
+            tmp_path,
+            [
+                *base,
+                "--shop",
+                "a.myshopify.com",
+                "--token-env",
+                "SUPPLIER_TOKEN",
+                "--api-version",
+                "2025-10",
+            ],
+        ),
     )
     assert (unset.returncode, bad_shop.returncode, bad_version.returncode) == (2, 2, 2)
+    assert unsafe_version.returncode == 2
+    assert unsafe_version.stderr.startswith("error: API version 2025-10 is refused: ")
+    assert "idempotency key" in unsafe_version.stderr
     assert unset.stderr == "error: environment variable NO_SUCH_VARIABLE is unset or empty\n"
     assert "'a.example.com' is not a Shopify shop domain" in bad_shop.stderr
     assert "not a Shopify API version: 'latest'" in bad_version.stderr

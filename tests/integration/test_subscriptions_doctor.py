@@ -267,6 +267,18 @@ async def test_doctor_warns_of_an_api_version_near_its_end_of_support(
         assert problem in version_problems[0]
 
 
+async def test_doctor_reports_a_stored_version_without_idempotency_keys_as_a_problem(
+    env: Env,
+) -> None:
+    # Still inside its support window that day: refused for its missing idempotency keys.
+    await _use_version(env, "2025-10")
+    report = await run_doctor(env.app.settings, Console(file=io.StringIO()), today=date(2026, 6, 1))
+    refused = [p for p in report.problems if "API version 2025-10 is refused" in p]
+    assert len(refused) == 1
+    assert "idempotency key" in refused[0]
+    assert "--api-version 2026-10" in refused[0]
+
+
 async def test_doctor_fails_on_a_version_past_its_end_of_support(env: Env) -> None:
     await _use_version(env, "2025-10")
     code, out = await env.stocksync("doctor", "--fix")
