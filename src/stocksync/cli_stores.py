@@ -105,7 +105,7 @@ def add_shopify(
     installed store a new token or API version (its key, connections and links stay)."""
     from stocksync.platforms.shopify.adapter import ShopifyPlatform
     from stocksync.platforms.shopify.oauth import normalise_shop
-    from stocksync.platforms.shopify.versions import DEFAULT_VERSION, version_key
+    from stocksync.platforms.shopify.versions import DEFAULT_VERSION, require_safe
 
     token = os.environ.get(token_env, "").strip()
     if not token:
@@ -114,7 +114,7 @@ def add_shopify(
     try:
         domain = normalise_shop(shop)
         if api_version is not None:
-            version_key(api_version)
+            require_safe(api_version)
     except ValueError as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None

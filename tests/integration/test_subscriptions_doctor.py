@@ -241,7 +241,6 @@ async def _use_version(env: Env, version: str) -> None:
         ("2026-01", date(2026, 9, 30), None, None),
         ("2026-01", date(2026, 10, 1), "stops being supported on 2027-01-01 (92 days)", None),
         ("2026-01", date(2026, 11, 26), "stops being supported on 2027-01-01 (36 days)", None),
-        ("2025-10", date(2026, 11, 26), None, "stopped being supported on 2026-10-01"),
     ],
 )
 async def test_doctor_warns_of_an_api_version_near_its_end_of_support(
