@@ -16,8 +16,9 @@ from stocksync.domain.connection import ConnectionSettings
 from stocksync.engine.catalog import import_products
 from stocksync.engine.inventory import SOURCE_LOCATION, mark_source_dirty
 from stocksync.engine.periodic import run_periodic
+from stocksync.engine.reconcile import LevelDrift, reconcile
 from stocksync.platforms.memory import MemoryStore
-from stocksync.storage.tables import sync_state
+from stocksync.storage.tables import ledger, metadata, sync_state
 from tests.harness import Harness
 from tests.integration.jobs_worker_proc import wait_until
 from tests.integration.test_engine_support import BACKENDS, fresh_harness, module_database
@@ -130,3 +131,94 @@ async def test_a_periodic_reconciliation_never_overwrites_a_newer_source_read(
     await h.settle()
     assert await _recorded(h, "source", item) == 9
     assert h.level("dest", "TEE-S") == 9
+
+
+# --- on demand (B19): what differed, what was done -------------------------------------------
+
+
+async def _database(h: Harness) -> dict[str, list[tuple[object, ...]]]:
+    """Every row of every table, and the queue's jobs per status."""
+    rows: dict[str, list[tuple[object, ...]]] = {}
+    async with h.db.connect() as conn:
+        for table in metadata.sorted_tables:
+            found = await conn.execute(select(table))
+            rows[table.name] = sorted((tuple(r) for r in found), key=repr)
+    rows["jobs"] = sorted((await h.rt.queue.counts()).items())
+    return rows
+
+
+async def _drifted(h: Harness) -> str:
+    """Drift injected behind stocksync's back, every webhook lost: a destination level changed
+    by hand, a source level changed, and a paid order of 2 on the destination. Returns the
+    order's id."""
+    await _setup(h)
+    src, dest = h.shop("source"), h.shop("dest")
+    dest.set_available(_item(dest, "TEE-M"), dest.primary_location_id, 4)
+    src.set_available(_item(src, "TEE-M"), src.primary_location_id, 7)
+    order = dest.place_order([(dest.variant_by_sku("TEE-S").id, 2)])  # dest TEE-S 10 -> 8
+    h.world.take_outbox()
+    return order.id
+
+
+async def _settle(h: Harness) -> bool:
+    await h.settle()
+    return True
+
+
+async def test_a_dry_run_lists_each_difference_and_changes_nothing(h: Harness) -> None:
+    order_id = await _drifted(h)
+    src, dest = h.shop("source"), h.shop("dest")
+    levels = (src.all_levels(), dest.all_levels())
+    before = await _database(h)
+    h.world.reset_counters()
+
+    report = await reconcile(h.rt, dry_run=True)
+
+    assert not report.agreed
+    assert report.sources == ["source"]
+    assert [(o.store, o.order_id) for o in report.orders] == [("dest", order_id)]
+    assert report.compared == 4  # 2 source items, their 2 levels on the destination
+    dest_loc = dest.primary_location_id
+    assert sorted(report.drift, key=lambda d: (d.role, d.sku)) == [
+        LevelDrift(h.stores["dest"].id, "dest", "destination", "TEE-M",
+                   _item(dest, "TEE-M"), dest_loc, 4, 7),
+        LevelDrift(h.stores["dest"].id, "dest", "destination", "TEE-S",
+                   _item(dest, "TEE-S"), dest_loc, 8, 10),
+        LevelDrift(h.stores["source"].id, "source", "source", "TEE-M",
+                   _item(src, "TEE-M"), "*", 10, 7),
+    ]  # fmt: skip
+    assert (src.all_levels(), dest.all_levels()) == levels
+    assert src.counters.write_calls + dest.counters.write_calls == 0
+    assert await _database(h) == before
+    assert h.world.take_outbox() == []
+
+
+async def test_a_real_run_counts_the_missed_order_once_and_repairs_every_level(
+    h: Harness,
+) -> None:
+    order_id = await _drifted(h)
+    src, dest = h.shop("source"), h.shop("dest")
+
+    report = await reconcile(h.rt, settle=lambda: _settle(h))
+
+    assert report.agreed, report
+    assert [(o.store, o.order_id) for o in report.orders] == [("dest", order_id)]
+    # The order was counted before the comparison: TEE-S agrees everywhere at 8 by then.
+    dest_loc = dest.primary_location_id
+    assert sorted(report.drift, key=lambda d: (d.role, d.sku)) == [
+        LevelDrift(h.stores["dest"].id, "dest", "destination", "TEE-M",
+                   _item(dest, "TEE-M"), dest_loc, 4, 7, 7),
+        LevelDrift(h.stores["source"].id, "source", "source", "TEE-M",
+                   _item(src, "TEE-M"), "*", 10, 7, 7),
+    ]  # fmt: skip
+    assert report.remaining == []
+    assert (h.level("source", "TEE-S"), h.level("dest", "TEE-S")) == (8, 8)
+    assert (h.level("source", "TEE-M"), h.level("dest", "TEE-M")) == (7, 7)
+    async with h.db.connect() as conn:
+        counted = (await conn.execute(select(ledger.c.delta))).scalars().all()
+    assert counted == [-2]
+
+    again = await reconcile(h.rt, settle=lambda: _settle(h))
+    assert again.agreed
+    assert (again.orders, again.drift) == ([], [])
+    assert h.level("source", "TEE-S") == 8  # not counted twice
