@@ -19,6 +19,7 @@ from stocksync.sandbox.server import SandboxProcess, start_subprocess
 from stocksync.storage.db import create_engine
 from stocksync.storage.migrate import upgrade
 from stocksync.storage.tables import connections
+from tests.integration.test_engine_support import BACKENDS, module_database
 from tests.sandbox.conftest import Admin
 from tests.sandbox.helpers import create_order, make_product, quantities
 
@@ -351,35 +352,59 @@ async def _set_available(admin: Admin, item: str, location: str, quantity: int) 
     assert data["inventorySetQuantities"]["userErrors"] == []
 
 
-async def _database_rows(path: Path) -> dict[str, list[tuple[object, ...]]]:
+async def _database_rows(url: str) -> dict[str, list[tuple[object, ...]]]:
+    """Every row of every table, and every job."""
     from sqlalchemy import text
 
     from stocksync.storage.tables import metadata
 
-    db = create_engine(f"sqlite:///{path}")
+    db = create_engine(url)
+    jobs = (
+        "SELECT id, task_name, status::text, args::text FROM procrastinate_jobs"
+        if url.startswith("postgresql")
+        else "SELECT id, task, status, args FROM jobs"
+    )
     try:
         async with db.connect() as conn:
             rows = {
                 t.name: sorted((tuple(r) for r in await conn.execute(select(t))), key=repr)
                 for t in metadata.sorted_tables
             }
-            jobs = await conn.execute(text("SELECT id, task, status, args FROM jobs"))
-            rows["jobs"] = sorted((tuple(r) for r in jobs), key=repr)
+            rows["jobs"] = sorted((tuple(r) for r in await conn.execute(text(jobs))), key=repr)
     finally:
         await db.dispose()
     return rows
 
 
+@pytest.fixture(params=BACKENDS)
+def reconcile_env(
+    request: pytest.FixtureRequest, env: dict[str, str], tmp_path: Path
+) -> Iterator[tuple[dict[str, str], str]]:
+    """The commands' environment and database URL, on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        yield env, f"sqlite:///{tmp_path / 'data' / 'stocksync.db'}"
+        return
+    with module_database("postgres", request.getfixturevalue("tmp_path_factory")) as url:
+        pg_env = {**env, "STOCKSYNC_DATABASE_URL": url}
+        migrated = run(pg_env, tmp_path, "migrate")
+        assert migrated.returncode == 0, migrated.stderr
+        yield pg_env, url
+
+
 async def test_reconcile_lists_drift_and_a_missed_order_then_repairs_them(
-    sandbox: SandboxProcess, env: dict[str, str], tmp_path: Path
+    sandbox: SandboxProcess, reconcile_env: tuple[dict[str, str], str], tmp_path: Path
 ) -> None:
+    env, db_url = reconcile_env
+    # SKUs of their own: the module's shops outlive each test.
+    tag = "PG" if db_url.startswith("postgresql") else "LITE"
+    sku_a, sku_b = f"SCARF-{tag}-A", f"SCARF-{tag}-B"
     supplier = shop_entry(sandbox.manifest, "supplier")
     retailer = shop_entry(sandbox.manifest, "retailer")
     source_loc, dest_loc = supplier["location_ids"][0], retailer["location_ids"][0]
     async with httpx.AsyncClient(timeout=10, trust_env=False) as http:
         src_admin = Admin(http, supplier["graphql_url"], SUPPLIER_TOKEN)
         dest_admin = Admin(http, retailer["graphql_url"], RETAILER_TOKEN)
-        await make_product(src_admin, "Wool scarf", ["SCARF-A", "SCARF-B"], {source_loc: 7})
+        await make_product(src_admin, "Wool scarf", [sku_a, sku_b], {source_loc: 7})
 
         added = run_all(
             (env, tmp_path, add_args(supplier, "SUPPLIER_TOKEN", "source")),
@@ -398,11 +423,11 @@ async def test_reconcile_lists_drift_and_a_missed_order_then_repairs_them(
         assert "Everything agrees" in first.stdout
 
         src_vars, dest_vars = await _variants(src_admin), await _variants(dest_admin)
-        assert (await quantities(dest_admin, dest_vars["SCARF-B"][1], dest_loc))["available"] == 7
+        assert (await quantities(dest_admin, dest_vars[sku_b][1], dest_loc))["available"] == 7
         # Behind stocksync's back: a correction on each side, and a paid order of 2.
-        await _set_available(dest_admin, dest_vars["SCARF-B"][1], dest_loc, 3)
-        await _set_available(src_admin, src_vars["SCARF-B"][1], source_loc, 5)
-        order = await create_order(dest_admin, dest_vars["SCARF-A"][0], 2)
+        await _set_available(dest_admin, dest_vars[sku_b][1], dest_loc, 3)
+        await _set_available(src_admin, src_vars[sku_b][1], source_loc, 5)
+        order = await create_order(dest_admin, dest_vars[sku_a][0], 2)
         order_id = order["id"].rsplit("/", 1)[1]
 
         async def levels() -> list[int]:
@@ -412,41 +437,40 @@ async def test_reconcile_lists_drift_and_a_missed_order_then_repairs_them(
                     (src_admin, src_vars, source_loc),
                     (dest_admin, dest_vars, dest_loc),
                 )
-                for sku in ("SCARF-A", "SCARF-B")
+                for sku in (sku_a, sku_b)
             ]
 
         assert await levels() == [7, 5, 5, 3]
-        db_path = tmp_path / "data" / "stocksync.db"
-        before = await _database_rows(db_path)
+        before = await _database_rows(db_url)
         dry = run(env, tmp_path, "reconcile", "--dry-run", "--store", "supplier.myshopify.com")
         assert dry.returncode == 1, dry.stdout + dry.stderr
         out = dry.stdout
         assert f"order {order_id} on retailer.myshopify.com: missed, would count" in out
         s_a, s_b = (
-            src_vars["SCARF-A"][1].rsplit("/", 1)[1],
-            src_vars["SCARF-B"][1].rsplit("/", 1)[1],
+            src_vars[sku_a][1].rsplit("/", 1)[1],
+            src_vars[sku_b][1].rsplit("/", 1)[1],
         )
         d_a, d_b = (
-            dest_vars["SCARF-A"][1].rsplit("/", 1)[1],
-            dest_vars["SCARF-B"][1].rsplit("/", 1)[1],
+            dest_vars[sku_a][1].rsplit("/", 1)[1],
+            dest_vars[sku_b][1].rsplit("/", 1)[1],
         )
         dl = dest_loc.rsplit("/", 1)[1]
         assert (
-            f"supplier.myshopify.com (source) SKU SCARF-B item {s_b} location *: recorded 7, "
+            f"supplier.myshopify.com (source) SKU {sku_b} item {s_b} location *: recorded 7, "
             "expected 5, would set 5"
         ) in out
         assert (
-            f"retailer.myshopify.com (destination) SKU SCARF-A item {d_a} location {dl}: "
+            f"retailer.myshopify.com (destination) SKU {sku_a} item {d_a} location {dl}: "
             "found 5, expected 7, would set 7"
         ) in out
         assert (
-            f"retailer.myshopify.com (destination) SKU SCARF-B item {d_b} location {dl}: "
+            f"retailer.myshopify.com (destination) SKU {sku_b} item {d_b} location {dl}: "
             "found 3, expected 5, would set 5"
         ) in out
-        assert sum("SKU SCARF" in line for line in out.splitlines()) == 3
+        assert sum(f"SKU SCARF-{tag}" in line for line in out.splitlines()) == 3
         assert "nothing was changed" in dry.stderr
         assert await levels() == [7, 5, 5, 3]
-        assert await _database_rows(db_path) == before
+        assert await _database_rows(db_url) == before
 
         real = run(env, tmp_path, "reconcile")
         assert real.returncode == 0, real.stdout + real.stderr
@@ -454,11 +478,11 @@ async def test_reconcile_lists_drift_and_a_missed_order_then_repairs_them(
         assert f"order {order_id} on retailer.myshopify.com: missed, counted" in out
         # The order was counted (and its level sent) before the comparison.
         assert (
-            f"supplier.myshopify.com (source) SKU SCARF-B item {s_b} location *: recorded 7, "
+            f"supplier.myshopify.com (source) SKU {sku_b} item {s_b} location *: recorded 7, "
             "expected 5, set 5"
         ) in out
         assert (
-            f"retailer.myshopify.com (destination) SKU SCARF-B item {d_b} location {dl}: "
+            f"retailer.myshopify.com (destination) SKU {sku_b} item {d_b} location {dl}: "
             "found 3, expected 5, set 5"
         ) in out
         assert f"item {d_a}" not in out
