@@ -502,7 +502,9 @@ def reconcile_command(
 
 
 def _print_reconcile(report: ReconcileReport) -> None:
-    verb = "would count" if report.dry_run else "counted"
+    # Synced, not necessarily counted: an unpaid order changes no level on a paid-only
+    # connection, and one already counted at an older version is counted by its difference.
+    verb = "would be synced" if report.dry_run else "synced"
     for order in report.orders:
         console.print(
             f"order {order.order_id} on {order.store}: missed, {verb} (changed at {order.version})"

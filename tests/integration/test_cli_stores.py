@@ -445,7 +445,7 @@ async def test_reconcile_lists_drift_and_a_missed_order_then_repairs_them(
         dry = run(env, tmp_path, "reconcile", "--dry-run", "--store", "supplier.myshopify.com")
         assert dry.returncode == 1, dry.stdout + dry.stderr
         out = dry.stdout
-        assert f"order {order_id} on retailer.myshopify.com: missed, would count" in out
+        assert f"order {order_id} on retailer.myshopify.com: missed, would be synced" in out
         s_a, s_b = (
             src_vars[sku_a][1].rsplit("/", 1)[1],
             src_vars[sku_b][1].rsplit("/", 1)[1],
@@ -475,7 +475,7 @@ async def test_reconcile_lists_drift_and_a_missed_order_then_repairs_them(
         real = run(env, tmp_path, "reconcile")
         assert real.returncode == 0, real.stdout + real.stderr
         out = real.stdout
-        assert f"order {order_id} on retailer.myshopify.com: missed, counted" in out
+        assert f"order {order_id} on retailer.myshopify.com: missed, synced" in out
         # The order was counted (and its level sent) before the comparison.
         assert (
             f"supplier.myshopify.com (source) SKU {sku_b} item {s_b} location *: recorded 7, "
@@ -495,3 +495,7 @@ async def test_reconcile_lists_drift_and_a_missed_order_then_repairs_them(
         assert "SKU" not in again.stdout
         assert "order" not in again.stdout
         assert await levels() == [5, 5, 5, 5]  # the order counted once
+        # (Only this order's: the shops outlive each test, and their older orders are not
+        # under test here.)
+        ledger_rows = (await _database_rows(db_url))["ledger"]
+        assert len([r for r in ledger_rows if order_id in r]) == 1
