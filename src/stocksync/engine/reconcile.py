@@ -26,7 +26,7 @@ from stocksync.engine.inventory import (
     refresh_source,
     shared_locations,
 )
-from stocksync.engine.orders import BACKFILL_CURSOR, backfill_orders
+from stocksync.engine.orders import BACKFILL_CURSOR
 from stocksync.engine.records import StoreRecord, load_connection, load_store
 from stocksync.engine.runtime import Runtime
 from stocksync.storage import activity
@@ -345,10 +345,11 @@ async def reconcile(
 ) -> ReconcileReport:
     """B19 on demand, for every source (or the links of one store, source or destination).
 
-    First the orders whose webhooks were lost: each destination's ``backfill_orders``
-    schedules their ``sync_order`` jobs (under each order's lock, target-based, so an order
-    already counted changes nothing), and ``settle`` waits for them and for the ledger,
-    refresh and flush jobs they lead to. Then every linked level is compared with what the
+    First the orders whose webhooks were lost: each destination's ``backfill_orders`` job is
+    enqueued (under its lock, as the periodic one runs) and schedules their ``sync_order``
+    jobs (under each order's lock, target-based, so an order already counted changes
+    nothing); ``settle`` waits for them and for the ledger, refresh and flush jobs they lead
+    to. Then every linked level is compared with what the
     source's level gives it; each source with a difference is reconciled by its
     ``reconcile`` job (under the source's refresh lock, destinations written with
     compare-and-swap as every flush), ``settle`` waits again, and everything is compared
@@ -369,12 +370,13 @@ async def reconcile(
     report.sources = [s.name for s in sources if s is not None]
     for n, dest in enumerate(destinations, 1):
         report.orders.extend(await _missed_orders(rt, dest))
-        if not dry_run:
-            await backfill_orders(rt, dest.id)
         if progress is not None:
             progress("orders", n, len(destinations))
     if not dry_run and destinations:
         assert settle is not None
+        async with rt.db.begin() as conn:
+            for dest in destinations:
+                await schedule.backfill_orders(rt, conn, dest.id)
         report.settled = await settle()
     report.drift, report.compared = await _compare(rt, links, progress)
     if dry_run or not report.drift:
