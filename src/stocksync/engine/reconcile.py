@@ -244,10 +244,12 @@ async def _read(
 
 async def _compare(
     rt: Runtime, links: Sequence[_Link], progress: Progress | None
-) -> tuple[list[LevelDrift], int]:
+) -> tuple[list[LevelDrift], int, dict[tuple[int, str, str], int | None]]:
     """Every linked level against what the source's platform level gives it. Reads only:
     nothing is recorded, so these reads need no lock (the repair reads again under it)."""
     drift: list[LevelDrift] = []
+    # Every compared level as found (a source's: as recorded), by ``LevelDrift.key``.
+    found_at: dict[tuple[int, str, str], int | None] = {}
     compared = 0
     total = len(links) + len({(k.source_store_id, k.source_item_id) for k in links})
     by_source: dict[int, list[_Link]] = {}
@@ -280,6 +282,7 @@ async def _compare(
         for item in items:
             level = shared_total({loc: levels.get((item, loc)) for loc in locs})
             compared += 1
+            found_at[(source.id, item, "*")] = recorded.get(item)
             if not plausible_quantity(level):
                 continue  # the refresh reports an implausible level; nothing is synced
             totals[item] = level
@@ -317,6 +320,7 @@ async def _compare(
                     totals[link.source_item_id], record.settings.safety_buffer
                 )
                 current = found.get((link.destination_item_id, location))
+                found_at[(dest.id, link.destination_item_id, location)] = current
                 if current != expected:
                     drift.append(
                         LevelDrift(
@@ -332,7 +336,7 @@ async def _compare(
                     )
             if progress is not None:
                 progress("comparing", compared, total)
-    return drift, compared
+    return drift, compared, found_at
 
 
 async def reconcile(
@@ -378,7 +382,7 @@ async def reconcile(
             for dest in destinations:
                 await schedule.backfill_orders(rt, conn, dest.id)
         report.settled = await settle()
-    report.drift, report.compared = await _compare(rt, links, progress)
+    report.drift, report.compared, _ = await _compare(rt, links, progress)
     if dry_run or not report.drift:
         return report
     assert settle is not None
@@ -392,8 +396,9 @@ async def reconcile(
     for source_id in to_repair:
         await reconcile_source(rt, source_id)
     report.settled = await settle() and report.settled
-    remaining, _ = await _compare(rt, links, progress)
+    remaining, _, after = await _compare(rt, links, progress)
     report.remaining = remaining
     still = {d.key for d in remaining}
-    report.drift = [d if d.key in still else replace(d, set=d.expected) for d in report.drift]
+    # What the level is now, as read again: the expected level, unless it still differs.
+    report.drift = [d if d.key in still else replace(d, set=after.get(d.key)) for d in report.drift]
     return report
