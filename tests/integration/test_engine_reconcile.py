@@ -222,3 +222,31 @@ async def test_a_real_run_counts_the_missed_order_once_and_repairs_every_level(
     assert again.agreed
     assert (again.orders, again.drift) == ([], [])
     assert h.level("source", "TEE-S") == 8  # not counted twice
+
+
+async def test_an_order_whose_webhooks_arrive_during_the_reconciliation_counts_once(
+    h: Harness,
+) -> None:
+    await _setup(h)
+    dest = h.shop("dest")
+    dest.place_order([(dest.variant_by_sku("TEE-S").id, 2)])
+    late = h.world.take_outbox()  # the order's webhooks, delivered while it runs
+    worker = asyncio.create_task(h.rt.queue.run_worker(h.registry, concurrency=2))
+
+    async def drain() -> bool:
+        await h.drain()
+        return True
+
+    try:
+        report, _ = await asyncio.gather(reconcile(h.rt, settle=drain), h.deliver(late))
+    finally:
+        worker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await worker
+    await h.settle()
+    assert report.settled
+    async with h.db.connect() as conn:
+        counted = (await conn.execute(select(ledger.c.delta))).scalars().all()
+    assert counted == [-2]
+    assert (h.level("source", "TEE-S"), h.level("dest", "TEE-S")) == (8, 8)
+    assert (await reconcile(h.rt, dry_run=True)).agreed
