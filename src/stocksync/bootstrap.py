@@ -40,11 +40,15 @@ def platform_for(store: StoreRecord, vault: Vault) -> StorePlatform:
         return HttpMemoryPlatform(store.base_url, store.external_id)
     if store.platform == "shopify":
         from stocksync.platforms.shopify.adapter import ShopifyPlatform
-        from stocksync.platforms.shopify.versions import DEFAULT_VERSION
+        from stocksync.platforms.shopify.versions import DEFAULT_VERSION, refusal
 
         if not store.credentials:
             # Erased at uninstall (B5): the merchant must install the app again.
             raise UnsupportedPlatformError(f"{store.name}: no access token; install it again")
+        reason = refusal(store.api_version or DEFAULT_VERSION)
+        if reason is not None:
+            # Stored before such versions were refused: nothing is sent until it is changed.
+            raise UnsupportedPlatformError(f"{store.name}: {reason}")
         return ShopifyPlatform(
             shop_domain=store.external_id,
             access_token=vault.decrypt(store.credentials),

@@ -207,6 +207,7 @@ app.add_typer(cli_stores.store_app, name="store")
 app.command("connect")(cli_stores.connect_command)
 app.command("import")(cli_stores.import_command)
 app.command("status")(cli_stores.status_command)
+app.command("reconcile")(cli_stores.reconcile_command)
 app.add_typer(cli_stores.shopify_app, name="shopify")
 
 

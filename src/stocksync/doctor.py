@@ -80,7 +80,12 @@ async def _check_stores(
     from stocksync.engine.orders import backfill_orders
     from stocksync.engine.records import StoreRecord
     from stocksync.engine.subscriptions import check_subscriptions
-    from stocksync.platforms.shopify.versions import DEFAULT_VERSION, days_left, support_warning
+    from stocksync.platforms.shopify.versions import (
+        DEFAULT_VERSION,
+        days_left,
+        refusal,
+        support_warning,
+    )
     from stocksync.storage.tables import stores
 
     app = build_app(settings)
@@ -113,6 +118,14 @@ async def _check_stores(
                     (report.problems if left is not None and left < 0 else report.warnings).append(
                         message
                     )
+                refused = refusal(version)
+                if refused is not None:
+                    # Nothing is sent to the store until its version changes (see bootstrap).
+                    report.problems.append(
+                        f"{label}: {refused} (`stocksync store add shopify --shop "
+                        f"{store.external_id} --api-version {DEFAULT_VERSION} ...` updates it)"
+                    )
+                    continue
             try:
                 found = await check_subscriptions(app.runtime, store.id, fix=fix)
             except PlatformError as exc:

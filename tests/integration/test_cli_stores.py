@@ -19,8 +19,9 @@ from stocksync.sandbox.server import SandboxProcess, start_subprocess
 from stocksync.storage.db import create_engine
 from stocksync.storage.migrate import upgrade
 from stocksync.storage.tables import connections
+from tests.integration.test_engine_support import BACKENDS, module_database
 from tests.sandbox.conftest import Admin
-from tests.sandbox.helpers import make_product
+from tests.sandbox.helpers import create_order, make_product, quantities
 
 SUPPLIER_TOKEN = "shpat_supplier_token_0123456789"
 RETAILER_TOKEN = "shpat_retailer_token_0123456789"
@@ -245,7 +246,7 @@ async def test_install_connect_import_and_status(
 def test_store_add_refuses_bad_input_before_touching_anything(tmp_path: Path) -> None:
     env = {"STOCKSYNC_DATA_DIR": str(tmp_path / "data"), "SUPPLIER_TOKEN": SUPPLIER_TOKEN}
     base = ["store", "add", "shopify", "--role", "source"]
-    unset, bad_shop, bad_version = run_all(
+    unset, bad_shop, bad_version, unsafe_version = run_all(
         (env, tmp_path, [*base, "--shop", "a.myshopify.com", "--token-env", "NO_SUCH_VARIABLE"]),
         (env, tmp_path, [*base, "--shop", "a.example.com", "--token-env", "SUPPLIER_TOKEN"]),
         (
@@ -261,8 +262,24 @@ def test_store_add_refuses_bad_input_before_touching_anything(tmp_path: Path) ->
                 "latest",
             ],
         ),
+        (
+            env,
+            tmp_path,
+            [
+                *base,
+                "--shop",
+                "a.myshopify.com",
+                "--token-env",
+                "SUPPLIER_TOKEN",
+                "--api-version",
+                "2025-10",
+            ],
+        ),
     )
     assert (unset.returncode, bad_shop.returncode, bad_version.returncode) == (2, 2, 2)
+    assert unsafe_version.returncode == 2
+    assert unsafe_version.stderr.startswith("error: API version 2025-10 is refused: ")
+    assert "idempotency key" in unsafe_version.stderr
     assert unset.stderr == "error: environment variable NO_SUCH_VARIABLE is unset or empty\n"
     assert "'a.example.com' is not a Shopify shop domain" in bad_shop.stderr
     assert "not a Shopify API version: 'latest'" in bad_version.stderr
@@ -302,3 +319,183 @@ def test_app_config_prints_the_toml_sections(tmp_path: Path) -> None:
     )
     assert missing.returncode == 2
     assert "STOCKSYNC_PUBLIC_URL" in missing.stderr
+
+
+SET_AVAILABLE = """
+mutation($input: InventorySetQuantitiesInput!) {
+  inventorySetQuantities(input: $input) { userErrors { field message code } }
+}"""
+VARIANTS = "{ productVariants(first: 50) { nodes { id sku inventoryItem { id } } } }"
+
+
+async def _variants(admin: Admin) -> dict[str, tuple[str, str]]:
+    """SKU -> (variant id, inventory item id)."""
+    data = await admin.data(VARIANTS)
+    return {n["sku"]: (n["id"], n["inventoryItem"]["id"]) for n in data["productVariants"]["nodes"]}
+
+
+async def _set_available(admin: Admin, item: str, location: str, quantity: int) -> None:
+    """A merchant's correction in the admin (no webhook reaches stocksync: none subscribed)."""
+    data = await admin.data(
+        SET_AVAILABLE,
+        {
+            "input": {
+                "name": "available",
+                "reason": "correction",
+                "ignoreCompareQuantity": True,
+                "quantities": [
+                    {"inventoryItemId": item, "locationId": location, "quantity": quantity}
+                ],
+            }
+        },
+    )
+    assert data["inventorySetQuantities"]["userErrors"] == []
+
+
+async def _database_rows(url: str) -> dict[str, list[tuple[object, ...]]]:
+    """Every row of every table, and every job."""
+    from sqlalchemy import text
+
+    from stocksync.storage.tables import metadata
+
+    db = create_engine(url)
+    jobs = (
+        "SELECT id, task_name, status::text, args::text FROM procrastinate_jobs"
+        if url.startswith("postgresql")
+        else "SELECT id, task, status, args FROM jobs"
+    )
+    try:
+        async with db.connect() as conn:
+            rows = {
+                t.name: sorted((tuple(r) for r in await conn.execute(select(t))), key=repr)
+                for t in metadata.sorted_tables
+            }
+            rows["jobs"] = sorted((tuple(r) for r in await conn.execute(text(jobs))), key=repr)
+    finally:
+        await db.dispose()
+    return rows
+
+
+@pytest.fixture(params=BACKENDS)
+def reconcile_env(
+    request: pytest.FixtureRequest, env: dict[str, str], tmp_path: Path
+) -> Iterator[tuple[dict[str, str], str]]:
+    """The commands' environment and database URL, on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        yield env, f"sqlite:///{tmp_path / 'data' / 'stocksync.db'}"
+        return
+    with module_database("postgres", request.getfixturevalue("tmp_path_factory")) as url:
+        pg_env = {**env, "STOCKSYNC_DATABASE_URL": url}
+        migrated = run(pg_env, tmp_path, "migrate")
+        assert migrated.returncode == 0, migrated.stderr
+        yield pg_env, url
+
+
+async def test_reconcile_lists_drift_and_a_missed_order_then_repairs_them(
+    sandbox: SandboxProcess, reconcile_env: tuple[dict[str, str], str], tmp_path: Path
+) -> None:
+    env, db_url = reconcile_env
+    # SKUs of their own: the module's shops outlive each test.
+    tag = "PG" if db_url.startswith("postgresql") else "LITE"
+    sku_a, sku_b = f"SCARF-{tag}-A", f"SCARF-{tag}-B"
+    supplier = shop_entry(sandbox.manifest, "supplier")
+    retailer = shop_entry(sandbox.manifest, "retailer")
+    source_loc, dest_loc = supplier["location_ids"][0], retailer["location_ids"][0]
+    async with httpx.AsyncClient(timeout=10, trust_env=False) as http:
+        src_admin = Admin(http, supplier["graphql_url"], SUPPLIER_TOKEN)
+        dest_admin = Admin(http, retailer["graphql_url"], RETAILER_TOKEN)
+        await make_product(src_admin, "Wool scarf", [sku_a, sku_b], {source_loc: 7})
+
+        added = run_all(
+            (env, tmp_path, add_args(supplier, "SUPPLIER_TOKEN", "source")),
+            (env, tmp_path, add_args(retailer, "RETAILER_TOKEN", "destination")),
+        )
+        assert [a.returncode for a in added] == [0, 0], [a.stderr for a in added]
+        key = run(env, tmp_path, "store", "key", "supplier.myshopify.com").stdout.strip()
+        connect_args = ["--destination", "retailer.myshopify.com", "--key", key]
+        connected = run(env, tmp_path, "connect", *connect_args, "--location", "Warehouse")
+        assert connected.returncode == 0, connected.stderr
+        imported = run(env, tmp_path, "import", "--destination", "retailer.myshopify.com")
+        assert imported.returncode == 0, imported.stderr
+        # No worker runs: the first reconciliation writes the imported levels itself.
+        first = run(env, tmp_path, "reconcile")
+        assert first.returncode == 0, first.stdout + first.stderr
+        assert "Everything agrees" in first.stdout
+
+        src_vars, dest_vars = await _variants(src_admin), await _variants(dest_admin)
+        assert (await quantities(dest_admin, dest_vars[sku_b][1], dest_loc))["available"] == 7
+        # Behind stocksync's back: a correction on each side, and a paid order of 2.
+        await _set_available(dest_admin, dest_vars[sku_b][1], dest_loc, 3)
+        await _set_available(src_admin, src_vars[sku_b][1], source_loc, 5)
+        order = await create_order(dest_admin, dest_vars[sku_a][0], 2)
+        order_id = order["id"].rsplit("/", 1)[1]
+
+        async def levels() -> list[int]:
+            return [
+                (await quantities(admin, vs[sku][1], loc))["available"]
+                for admin, vs, loc in (
+                    (src_admin, src_vars, source_loc),
+                    (dest_admin, dest_vars, dest_loc),
+                )
+                for sku in (sku_a, sku_b)
+            ]
+
+        assert await levels() == [7, 5, 5, 3]
+        before = await _database_rows(db_url)
+        dry = run(env, tmp_path, "reconcile", "--dry-run", "--store", "supplier.myshopify.com")
+        assert dry.returncode == 1, dry.stdout + dry.stderr
+        out = dry.stdout
+        assert f"order {order_id} on retailer.myshopify.com: missed, would be synced" in out
+        s_a, s_b = (
+            src_vars[sku_a][1].rsplit("/", 1)[1],
+            src_vars[sku_b][1].rsplit("/", 1)[1],
+        )
+        d_a, d_b = (
+            dest_vars[sku_a][1].rsplit("/", 1)[1],
+            dest_vars[sku_b][1].rsplit("/", 1)[1],
+        )
+        dl = dest_loc.rsplit("/", 1)[1]
+        assert (
+            f"supplier.myshopify.com (source) SKU {sku_b} item {s_b} location *: recorded 7, "
+            "expected 5, would set 5"
+        ) in out
+        assert (
+            f"retailer.myshopify.com (destination) SKU {sku_a} item {d_a} location {dl}: "
+            "found 5, expected 7, would set 7"
+        ) in out
+        assert (
+            f"retailer.myshopify.com (destination) SKU {sku_b} item {d_b} location {dl}: "
+            "found 3, expected 5, would set 5"
+        ) in out
+        assert sum(f"SKU SCARF-{tag}" in line for line in out.splitlines()) == 3
+        assert "nothing was changed" in dry.stderr
+        assert await levels() == [7, 5, 5, 3]
+        assert await _database_rows(db_url) == before
+
+        real = run(env, tmp_path, "reconcile")
+        assert real.returncode == 0, real.stdout + real.stderr
+        out = real.stdout
+        assert f"order {order_id} on retailer.myshopify.com: missed, synced" in out
+        # The order was counted (and its level sent) before the comparison.
+        assert (
+            f"supplier.myshopify.com (source) SKU {sku_b} item {s_b} location *: recorded 7, "
+            "expected 5, set 5"
+        ) in out
+        assert (
+            f"retailer.myshopify.com (destination) SKU {sku_b} item {d_b} location {dl}: "
+            "found 3, expected 5, set 5"
+        ) in out
+        assert f"item {d_a}" not in out
+        assert f"item {s_a}" not in out
+        assert "Everything agrees" in out
+        assert await levels() == [5, 5, 5, 5]
+
+        again = run(env, tmp_path, "reconcile")
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert "SKU" not in again.stdout
+        assert "order" not in again.stdout
+        assert await levels() == [5, 5, 5, 5]  # the order counted once
+        # (Only this order's: the shops outlive each test, and their older orders are not
+        # under test here.)
+        ledger_rows = (await _database_rows(db_url))["ledger"]
+        assert len([r for r in ledger_rows if order_id in r]) == 1

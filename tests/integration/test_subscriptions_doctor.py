@@ -245,7 +245,6 @@ async def _use_version(env: Env, version: str) -> None:
         ("2026-01", date(2026, 9, 30), None, None),
         ("2026-01", date(2026, 10, 1), "stops being supported on 2027-01-01 (92 days)", None),
         ("2026-01", date(2026, 11, 26), "stops being supported on 2027-01-01 (36 days)", None),
-        ("2025-10", date(2026, 11, 26), None, "stopped being supported on 2026-10-01"),
     ],
 )
 async def test_doctor_warns_of_an_api_version_near_its_end_of_support(
@@ -269,6 +268,18 @@ async def test_doctor_warns_of_an_api_version_near_its_end_of_support(
     else:
         assert len(version_problems) == 1
         assert problem in version_problems[0]
+
+
+async def test_doctor_reports_a_stored_version_without_idempotency_keys_as_a_problem(
+    env: Env,
+) -> None:
+    # Still inside its support window that day: refused for its missing idempotency keys.
+    await _use_version(env, "2025-10")
+    report = await run_doctor(env.app.settings, Console(file=io.StringIO()), today=date(2026, 6, 1))
+    refused = [p for p in report.problems if "API version 2025-10 is refused" in p]
+    assert len(refused) == 1
+    assert "idempotency key" in refused[0]
+    assert "--api-version 2026-10" in refused[0]
 
 
 async def test_doctor_fails_on_a_version_past_its_end_of_support(env: Env) -> None:

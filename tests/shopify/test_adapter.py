@@ -158,24 +158,31 @@ async def test_invalid_quantity_is_a_user_error(env: Env) -> None:
     assert raised.value.codes == ("INVALID_QUANTITY_NEGATIVE",)
 
 
-@pytest.mark.parametrize("version", ["2025-01", "2025-10"])
-async def test_versions_before_2026_use_compare_quantity(env: Env, version: str) -> None:
+@pytest.mark.parametrize("version", ["2026-01", "2026-04", "2026-10"])
+async def test_every_adjustment_and_write_carries_an_idempotency_key(
+    env: Env, version: str
+) -> None:
     platform = env.platform(version)
-    a, b = await _items(env, ["A", "B"])
+    (a,) = await _items(env, ["A"])
     warehouse = _location(env, "Warehouse")
     assert await platform.set_levels([LevelWrite(a, warehouse, 8, 10)]) == SetOutcome()
-    assert await platform.set_levels([LevelWrite(a, warehouse, 1, 10)]) == SetOutcome(stale=(a,))
-    # no compare at all: the batch ignores compares
-    assert await platform.set_levels([LevelWrite(b, warehouse, 3, None)]) == SetOutcome()
-    # a mix: the missing compare is the level read just before
-    mixed = [LevelWrite(a, warehouse, 2, 8), LevelWrite(b, warehouse, 4, None)]
-    assert await platform.set_levels(mixed) == SetOutcome()
-    assert await platform.read_levels([a, b], [warehouse]) == {(a, warehouse): 2, (b, warehouse): 4}
-    sent = [r.query for r in env.recorded if "inventorySetQuantities(" in r.query]
-    assert sent
-    assert all("@idempotent" not in q for q in sent)
-    await platform.adjust_level(a, warehouse, 3, "legacy-adjust")
-    assert await platform.read_levels([a], [warehouse]) == {(a, warehouse): 5}
+    await platform.adjust_level(a, warehouse, 3, "adjust-1")
+    sent = [
+        r.query
+        for r in env.recorded
+        if "inventorySetQuantities(" in r.query or "inventoryAdjustQuantities(" in r.query
+    ]
+    assert len(sent) == 2
+    assert all("@idempotent" in q for q in sent)
+    assert await platform.read_levels([a], [warehouse]) == {(a, warehouse): 11}
+
+
+@pytest.mark.parametrize("version", ["2025-01", "2025-10"])
+def test_versions_without_idempotency_keys_are_refused(env: Env, version: str) -> None:
+    # A retried adjustment without a key would count a sale twice: no such path exists.
+    with pytest.raises(ValueError, match=f"API version {version} is refused") as refused:
+        env.platform(version)
+    assert "idempotency key" in str(refused.value)
 
 
 async def test_adjust_is_idempotent_per_key(env: Env) -> None:

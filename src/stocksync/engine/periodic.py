@@ -2,7 +2,8 @@
 
 Each active store has one ``periodic`` job waiting: it first makes sure the store's webhook
 subscriptions still exist, then for a destination it backfills orders whose webhooks never
-came (B17), and for a source it reconciles (B19). When it runs it schedules its
+came (B17), and for a source it enqueues its reconciliation (B19), which runs under the
+source's refresh lock as every read of the source does. When it runs it schedules its
 successor; the queueing lock keeps exactly one waiting per store however many workers start."""
 
 from __future__ import annotations

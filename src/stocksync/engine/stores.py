@@ -64,6 +64,20 @@ class Roles:
         raise StoreError(f"role must be source, destination or hub, not {role!r}")
 
 
+def _require_safe_version(platform: str, api_version: str | None) -> None:
+    """Every path that sets a store's API version comes through here (CLI, OAuth install)."""
+    if platform != "shopify" or api_version is None:
+        return
+    from stocksync.platforms.shopify.versions import refusal
+
+    try:
+        reason = refusal(api_version)
+    except ValueError as exc:  # malformed
+        raise StoreError(str(exc)) from None
+    if reason is not None:
+        raise StoreError(reason)
+
+
 async def install_store(
     rt: Runtime,
     conn: AsyncConnection,
@@ -83,6 +97,7 @@ async def install_store(
 
     A hub (source and destination at once) needs the operator to enable it."""
     roles = Roles.parse(role)
+    _require_safe_version(platform, api_version)
     if roles.source and roles.destination and not hub_enabled:
         raise StoreError("a store can be both source and destination only when hubs are enabled")
     existing = (

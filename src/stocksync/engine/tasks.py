@@ -11,7 +11,7 @@ from stocksync.engine.inventory import flush_destination, refresh_source
 from stocksync.engine.locations import refresh_locations
 from stocksync.engine.orders import apply_ledger, backfill_orders, process_event, sync_order
 from stocksync.engine.periodic import PERIODIC, run_periodic
-from stocksync.engine.reconcile import reconcile_source
+from stocksync.engine.reconcile import run_reconcile
 from stocksync.engine.runtime import Runtime
 from stocksync.jobs.queue import Handler, JobContext, TaskRegistry
 
@@ -37,7 +37,7 @@ def build_registry(rt: Runtime, periodic_interval: timedelta | None = None) -> T
         await apply_ledger(rt, int(args["store_id"]))
 
     async def reconcile(_ctx: JobContext, args: dict[str, Any]) -> None:
-        await reconcile_source(rt, int(args["store_id"]))
+        await run_reconcile(rt, int(args["store_id"]))
 
     async def order(_ctx: JobContext, args: dict[str, Any]) -> None:
         await sync_order(rt, int(args["store_id"]), str(args["order_id"]))

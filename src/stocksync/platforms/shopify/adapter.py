@@ -9,8 +9,8 @@ Shopify relies on (Admin GraphQL, default version 2026-10):
   ``field`` path ends in the quantity's index. From 2026-01 the compare is
   ``changeFromQuantity`` (``CHANGE_FROM_QUANTITY_STALE``; mandatory from 2026-04, an
   explicit null opting a quantity out) and the mutation accepts ``@idempotent(key:)``
-  (mandatory from 2026-04); before, ``compareQuantity`` (``COMPARE_QUANTITY_STALE``) or
-  ``ignoreCompareQuantity``. Input arrays hold at most 250 entries;
+  (mandatory from 2026-04). Earlier versions are refused (``versions.refusal``): their
+  adjustments take no idempotency key. Input arrays hold at most 250 entries;
 * ``ITEM_NOT_STOCKED_AT_LOCATION`` is also what a deactivated location answers, so the
   location's ``isActive`` is read before activating anything (``inventoryActivate``);
 * ``inventoryAdjustQuantities`` with ``@idempotent(key:)``: the same key and input answer
@@ -72,7 +72,7 @@ from stocksync.platforms.shopify.documents import document
 from stocksync.platforms.shopify.ids import InvalidIdError, numeric_id, to_gid
 from stocksync.platforms.shopify.subscriptions import ensure_subscriptions, webhook_topics
 from stocksync.platforms.shopify.throttle import Clock, Sleep
-from stocksync.platforms.shopify.versions import DEFAULT_VERSION, has_change_from_quantity
+from stocksync.platforms.shopify.versions import DEFAULT_VERSION, require_safe
 
 MAX_BATCH = 250  # Shopify's limit on input arrays
 STALE_CODES = frozenset({"CHANGE_FROM_QUANTITY_STALE", "COMPARE_QUANTITY_STALE"})
@@ -129,6 +129,8 @@ class ShopifyPlatform:
     ) -> None:
         if not 1 <= batch_size <= MAX_BATCH:
             raise ValueError(f"batch_size must be between 1 and {MAX_BATCH}")
+        # Every inventory mutation carries an idempotency key; older versions have none.
+        require_safe(api_version)
         self.client = ShopifyClient(
             shop_domain,
             access_token,
@@ -145,7 +147,6 @@ class ShopifyPlatform:
         self.api_version = api_version
         self.batch_size = batch_size
         self.reason = reason
-        self.cas = has_change_from_quantity(api_version)
         self.bulk = BulkOperations(self.client, poll_interval=bulk_poll_interval)
         # Page sizes start at what fits Shopify's 1,000-point query limit and are halved for
         # the life of this instance whenever Shopify answers MAX_COST_EXCEEDED.
@@ -289,68 +290,29 @@ class ShopifyPlatform:
             "reason": self.reason,
             "referenceDocumentUri": f"stocksync://{quote(self.shop_domain)}/levels",
         }
-        if self.cas:
-            # changeFromQuantity is given for every quantity, null where we hold no compare
-            # (mandatory from 2026-04; an explicit null opts that quantity out).
-            input_["quantities"] = [
-                {
-                    "inventoryItemId": item,
-                    "locationId": loc,
-                    "quantity": w.quantity,
-                    "changeFromQuantity": w.compare,
-                }
-                for item, loc, w in entries
-            ]
-            # A fresh key per logical write: a retry after a lost answer replays it, while a
-            # later write with the same values is a new write.
-            key = uuid.uuid4().hex
-            for _ in range(3):
-                data = await self._run(
-                    "inventory_set_quantities", {"input": input_, "idempotencyKey": key}
-                )
-                errors = list(data["inventorySetQuantities"]["userErrors"])
-                if not any(e.get("code") == "IDEMPOTENCY_CONCURRENT_REQUEST" for e in errors):
-                    return errors
-                await self.client.sleep(self.client.retry.base_delay)
-            raise TransientPlatformError(f"{self.shop_domain}: write still in progress")
-        compares = await self._legacy_compares(entries)
-        if compares is None:
-            input_["ignoreCompareQuantity"] = True
-            input_["quantities"] = [
-                {"inventoryItemId": item, "locationId": loc, "quantity": w.quantity}
-                for item, loc, w in entries
-            ]
-        else:
-            input_["quantities"] = [
-                {
-                    "inventoryItemId": item,
-                    "locationId": loc,
-                    "quantity": w.quantity,
-                    "compareQuantity": compare,
-                }
-                for (item, loc, w), compare in zip(entries, compares, strict=True)
-            ]
-        # compareQuantity makes a second delivery harmless (it would be refused as stale)
-        data = await self._run("inventory_set_quantities_legacy", {"input": input_})
-        return list(data["inventorySetQuantities"]["userErrors"])
-
-    async def _legacy_compares(
-        self, entries: Sequence[tuple[str, str, LevelWrite]]
-    ) -> list[int] | None:
-        """Before 2026-01 a compare is all or nothing per mutation: with no compare at all the
-        batch ignores compares; otherwise a missing compare is the level read just now."""
-        if all(w.compare is None for _, _, w in entries):
-            return None
-        unknown = [w for _, _, w in entries if w.compare is None]
-        current: dict[tuple[str, str], int | None] = {}
-        if unknown:
-            current = await self.read_levels(
-                [w.item_id for w in unknown], list({w.location_id for w in unknown})
-            )
-        return [
-            w.compare if w.compare is not None else (current.get((w.item_id, w.location_id)) or 0)
-            for _, _, w in entries
+        # changeFromQuantity is given for every quantity, null where we hold no compare
+        # (mandatory from 2026-04; an explicit null opts that quantity out).
+        input_["quantities"] = [
+            {
+                "inventoryItemId": item,
+                "locationId": loc,
+                "quantity": w.quantity,
+                "changeFromQuantity": w.compare,
+            }
+            for item, loc, w in entries
         ]
+        # A fresh key per logical write: a retry after a lost answer replays it, while a
+        # later write with the same values is a new write.
+        key = uuid.uuid4().hex
+        for _ in range(3):
+            data = await self._run(
+                "inventory_set_quantities", {"input": input_, "idempotencyKey": key}
+            )
+            errors = list(data["inventorySetQuantities"]["userErrors"])
+            if not any(e.get("code") == "IDEMPOTENCY_CONCURRENT_REQUEST" for e in errors):
+                return errors
+            await self.client.sleep(self.client.retry.base_delay)
+        raise TransientPlatformError(f"{self.shop_domain}: write still in progress")
 
     async def _activate(self, item_id: str, location_id: str) -> None:
         data = await self._run(
@@ -399,25 +361,18 @@ class ShopifyPlatform:
             + quote(idempotency_key, safe=""),
             "changes": [change],
         }
-        if self.cas:
-            change["changeFromQuantity"] = None  # a relative change: no compare (explicitly)
-            for _ in range(3):
-                data = await self._run(
-                    "inventory_adjust_quantities",
-                    {"input": input_, "idempotencyKey": idempotency_key},
-                )
-                errors = list(data["inventoryAdjustQuantities"]["userErrors"])
-                if not any(e.get("code") == "IDEMPOTENCY_CONCURRENT_REQUEST" for e in errors):
-                    break
-                await self.client.sleep(self.client.retry.base_delay)
-            else:
-                raise TransientPlatformError(f"{self.shop_domain}: adjustment still in progress")
-        else:
-            # Without @idempotent a second delivery would apply twice: never re-sent blindly.
+        change["changeFromQuantity"] = None  # a relative change: no compare (explicitly)
+        for _ in range(3):
             data = await self._run(
-                "inventory_adjust_quantities_legacy", {"input": input_}, retry_safe=False
+                "inventory_adjust_quantities",
+                {"input": input_, "idempotencyKey": idempotency_key},
             )
             errors = list(data["inventoryAdjustQuantities"]["userErrors"])
+            if not any(e.get("code") == "IDEMPOTENCY_CONCURRENT_REQUEST" for e in errors):
+                break
+            await self.client.sleep(self.client.retry.base_delay)
+        else:
+            raise TransientPlatformError(f"{self.shop_domain}: adjustment still in progress")
         if not errors:
             return
         codes = {e.get("code") for e in errors}

@@ -7,6 +7,10 @@ behaviour. Features stocksync depends on arrived in 2026-01 (``changeFromQuantit
 ``inventorySetQuantities`` / ``inventoryAdjustQuantities`` and the ``@idempotent(key:)``
 directive) and became mandatory in 2026-04 (``changeFromQuantity`` must be given on every
 quantity, even as an explicit ``null``; inventory mutations must carry an idempotency key).
+
+Versions before 2026-01 are refused (``refusal``): their adjustments carry no idempotency key,
+so an adjustment retried after a timeout or a 5xx could count a sale twice, and they are past
+Shopify's end of support anyway.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ SUPPORTED_VERSIONS: tuple[str, ...] = tuple(sorted(END_OF_SUPPORT))
 
 CHANGE_FROM_QUANTITY_SINCE = "2026-01"  # changeFromQuantity and @idempotent(key:)
 MANDATORY_CAS_SINCE = "2026-04"  # both required on inventory mutations
+MINIMUM_VERSION = CHANGE_FROM_QUANTITY_SINCE  # the first with idempotent adjustments
 
 _VERSION = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 
@@ -52,6 +57,25 @@ def at_least(version: str, threshold: str) -> bool:
 def has_change_from_quantity(version: str) -> bool:
     """``changeFromQuantity`` and ``@idempotent`` exist from 2026-01."""
     return at_least(version, CHANGE_FROM_QUANTITY_SINCE)
+
+
+def refusal(version: str) -> str | None:
+    """Why stocksync will not use ``version``, or None when it may (a well-formed version)."""
+    if at_least(version, MINIMUM_VERSION):
+        return None
+    return (
+        f"API version {version} is refused: before {MINIMUM_VERSION} Shopify's inventory "
+        "adjustments take no idempotency key, so an adjustment retried after a timeout or a "
+        "server error could count a sale twice (and the version is past Shopify's end of "
+        f"support); use {MINIMUM_VERSION} or later, e.g. {DEFAULT_VERSION}"
+    )
+
+
+def require_safe(version: str) -> None:
+    """Raise ValueError (with :func:`refusal`'s reason) for a malformed or unsafe version."""
+    reason = refusal(version)
+    if reason is not None:
+        raise ValueError(reason)
 
 
 def end_of_support(version: str) -> date | None:
