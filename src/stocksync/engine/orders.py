@@ -10,6 +10,7 @@ between the platform call and our commit cannot apply it twice.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, update
@@ -559,16 +560,24 @@ async def sync_order(rt: Runtime, store_id: int, order_id: str) -> None:
         crash.point("order.before_commit")
 
 
-async def backfill_orders(rt: Runtime, store_id: int) -> int:
-    """B17: poll orders changed since the last one seen, so that an order whose webhooks were
-    lost is still counted, exactly once (each is applied by ``sync_order`` under its order's
-    lock, target-based, so one already counted changes nothing). Returns orders scheduled."""
-    async with rt.db.begin() as conn:
-        store = await load_store(conn, store_id)
+@dataclass(frozen=True)
+class OrderScan:
+    """What a poll of a destination's orders found: the cursor it read from, every order
+    changed since, and those not yet applied as they stand now."""
+
+    cursor: str | None
+    changed: list[OrderSnapshot]
+    unapplied: list[OrderSnapshot]
+
+
+async def scan_orders(rt: Runtime, store: StoreRecord) -> OrderScan:
+    """Orders changed since the backfill cursor, and which of them were missed. Reads only:
+    the order backfill acts on it, and a dry-run reconciliation reports it."""
+    async with rt.db.connect() as conn:
         cursor = (
             await conn.execute(
                 select(store_cursors.c.value).where(
-                    store_cursors.c.store_id == store_id,
+                    store_cursors.c.store_id == store.id,
                     store_cursors.c.name == BACKFILL_CURSOR,
                 )
             )
@@ -576,40 +585,54 @@ async def backfill_orders(rt: Runtime, store_id: int) -> int:
         if cursor is None:
             # Installed before the cursor was set at install: start from the install too.
             installed = (
-                await conn.execute(select(stores.c.created_at).where(stores.c.id == store_id))
+                await conn.execute(select(stores.c.created_at).where(stores.c.id == store.id))
             ).scalar()
             cursor = version_text(installed) if installed is not None else None
-    if store is None or store.status != "active" or not store.is_destination:
-        return 0
     changed = await rt.platforms(store).orders_changed_since(cursor)
     if not changed:
-        return 0
-    scheduled = 0
-    async with rt.db.begin() as conn:
-        seen: dict[str, list[tuple[str, str | None]]] = {}
+        return OrderScan(cursor, [], [])
+    seen: dict[str, list[tuple[str, str | None]]] = {}
+    async with rt.db.connect() as conn:
         for order_id, version, print_ in await conn.execute(
             select(orders_seen.c.order_id, orders_seen.c.version, orders_seen.c.fingerprint).where(
-                orders_seen.c.destination_store_id == store_id,
+                orders_seen.c.destination_store_id == store.id,
                 orders_seen.c.order_id.in_([s.id for s in changed]),
             )
         ):
             seen.setdefault(order_id, []).append((version, print_))
-        for snapshot in changed:
-            # Already applied at this version (its webhooks came): nothing was missed. At an
-            # equal version only with equal quantities: versions have whole seconds.
-            known = seen.get(snapshot.id)
-            if known and all(
-                v > snapshot.version or (v == snapshot.version and p == fingerprint(snapshot))
-                for v, p in known
-            ):
-                continue
+    unapplied = []
+    for snapshot in changed:
+        # Already applied at this version (its webhooks came): nothing was missed. At an
+        # equal version only with equal quantities: versions have whole seconds.
+        known = seen.get(snapshot.id)
+        if known and all(
+            v > snapshot.version or (v == snapshot.version and p == fingerprint(snapshot))
+            for v, p in known
+        ):
+            continue
+        unapplied.append(snapshot)
+    return OrderScan(cursor, changed, unapplied)
+
+
+async def backfill_orders(rt: Runtime, store_id: int) -> int:
+    """B17: poll orders changed since the last one seen, so that an order whose webhooks were
+    lost is still counted, exactly once (each is applied by ``sync_order`` under its order's
+    lock, target-based, so one already counted changes nothing). Returns orders scheduled."""
+    async with rt.db.begin() as conn:
+        store = await load_store(conn, store_id)
+    if store is None or store.status != "active" or not store.is_destination:
+        return 0
+    scan = await scan_orders(rt, store)
+    if not scan.changed:
+        return 0
+    async with rt.db.begin() as conn:
+        for snapshot in scan.unapplied:
             await schedule.sync_order(rt, conn, store_id, snapshot.id)
-            scheduled += 1
         # Never past now minus the margin (the search may not list the latest changes yet),
         # and never back (versions and the margin only move forward).
-        ahead = min(changed[-1].version, version_text(rt.clock() - BACKFILL_MARGIN))
-        if cursor is not None:
-            ahead = max(ahead, cursor)
+        ahead = min(scan.changed[-1].version, version_text(rt.clock() - BACKFILL_MARGIN))
+        if scan.cursor is not None:
+            ahead = max(ahead, scan.cursor)
         await upsert(
             conn,
             store_cursors,
@@ -617,7 +640,7 @@ async def backfill_orders(rt: Runtime, store_id: int) -> int:
             conflict=("store_id", "name"),
             update={"value": ahead},
         )
-    return scheduled
+    return len(scan.unapplied)
 
 
 # --- applying the ledger to the root source ---------------------------------------------------

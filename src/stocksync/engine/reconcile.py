@@ -26,15 +26,13 @@ from stocksync.engine.inventory import (
     refresh_source,
     shared_locations,
 )
-from stocksync.engine.orders import BACKFILL_CURSOR
+from stocksync.engine.orders import scan_orders
 from stocksync.engine.records import StoreRecord, load_connection, load_store
 from stocksync.engine.runtime import Runtime
 from stocksync.storage import activity
 from stocksync.storage.tables import (
     connections,
-    orders_seen,
     product_links,
-    store_cursors,
     stores,
     sync_state,
     variant_links,
@@ -201,35 +199,10 @@ async def _links_in_scope(conn: AsyncConnection, store_id: int | None) -> list[_
 
 
 async def _missed_orders(rt: Runtime, store: StoreRecord) -> list[MissedOrder]:
-    """Orders changed since the backfill cursor that were not applied at that version: what
+    """Orders changed since the backfill cursor that were not applied as they stand: what
     ``backfill_orders`` would schedule. Reads only."""
-    async with rt.db.connect() as conn:
-        cursor = await conn.scalar(
-            select(store_cursors.c.value).where(
-                store_cursors.c.store_id == store.id, store_cursors.c.name == BACKFILL_CURSOR
-            )
-        )
-    changed = await rt.platforms(store).orders_changed_since(cursor)
-    if not changed:
-        return []
-    async with rt.db.connect() as conn:
-        seen = dict(
-            (
-                await conn.execute(
-                    select(orders_seen.c.order_id, func.max(orders_seen.c.version))
-                    .where(
-                        orders_seen.c.destination_store_id == store.id,
-                        orders_seen.c.order_id.in_([s.id for s in changed]),
-                    )
-                    .group_by(orders_seen.c.order_id)
-                )
-            ).all()
-        )
-    return [
-        MissedOrder(store.id, store.name, s.id, s.version)
-        for s in changed
-        if seen.get(s.id) is None or seen[s.id] < s.version
-    ]
+    scan = await scan_orders(rt, store)
+    return [MissedOrder(store.id, store.name, s.id, s.version) for s in scan.unapplied]
 
 
 async def _read(
