@@ -44,13 +44,14 @@ def upgrade() -> None:
     op.create_index("ix_ledger_batch", "ledger", ["batch_id"], unique=False)
     op.create_table(
         "orders_to_sync",
-        sa.Column(
-            "store_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
+        sa.Column("store_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("order_id", sa.String(255), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
-            ["store_id"], ["stores.id"], name="fk_orders_to_sync_store_id_stores", ondelete="CASCADE"
+            ["store_id"],
+            ["stores.id"],
+            name="fk_orders_to_sync_store_id_stores",
+            ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("store_id", "order_id", name="pk_orders_to_sync"),
     )
