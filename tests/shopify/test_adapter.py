@@ -9,10 +9,13 @@ import pytest
 
 from stocksync.domain.ports import (
     IdempotencyConflictError,
+    IdempotencyKeySpentError,
+    LevelAdjustment,
     LevelWrite,
     LocationInactiveError,
     ProductDraft,
     SetOutcome,
+    TransientPlatformError,
     UserErrors,
     Variant,
 )
@@ -206,6 +209,53 @@ async def test_set_retried_after_a_lost_response_applies_once(env: Env) -> None:
     assert await platform.set_levels([LevelWrite(a, warehouse, 4, 10)]) == SetOutcome()
     assert env.sandbox.stats_of(env.shop).lost_responses == 1
     assert await platform.read_levels([a], [warehouse]) == {(a, warehouse): 4}
+
+
+async def test_adjust_levels_sends_a_batch_in_one_mutation(env: Env) -> None:
+    platform = env.platform()
+    a, b = await _items(env, ["A", "B"])
+    warehouse = _location(env, "Warehouse")
+    changes = [LevelAdjustment(a, warehouse, -2), LevelAdjustment(b, warehouse, -3)]
+    await platform.adjust_levels(changes, "batch-1")
+    await platform.adjust_levels(changes, "batch-1")  # a resend: no second effect
+    assert await platform.read_levels([a, b], [warehouse]) == {(a, warehouse): 8, (b, warehouse): 7}
+    sent = [r.query for r in env.recorded if "inventoryAdjustQuantities(" in r.query]
+    assert len(sent) == 2  # one mutation per batch, not one per change
+
+
+async def test_adjust_levels_refused_for_one_change_applies_none(env: Env) -> None:
+    platform = env.platform()
+    a, b = await _items(env, ["A", "B"])
+    warehouse, store = _location(env, "Warehouse"), _location(env, "Store")
+    with pytest.raises(UserErrors) as raised:
+        await platform.adjust_levels(
+            [LevelAdjustment(a, warehouse, -1), LevelAdjustment(b, store, -1)], "batch-2"
+        )
+    assert raised.value.codes == ("ITEM_NOT_STOCKED_AT_LOCATION",)
+    assert await platform.read_levels([a, b], [warehouse]) == {
+        (a, warehouse): 10,
+        (b, warehouse): 10,
+    }
+
+
+@pytest.mark.parametrize("fault", ["adjust_failed", "adjust_unavailable"])
+async def test_adjust_try_again_is_transient_and_its_key_is_spent(env: Env, fault: str) -> None:
+    """ADJUST_QUANTITIES_FAILED and SERVICE_UNAVAILABLE say "try again": a transient failure,
+    never a refusal; the key's failed attempt then answers IDEMPOTENCY_PREVIOUS_ATTEMPT_FAILED,
+    and the same change applies once under a new key."""
+    platform = env.platform()
+    (a,) = await _items(env, ["A"])
+    warehouse = _location(env, "Warehouse")
+    change = [LevelAdjustment(a, warehouse, -4)]
+    env.sandbox.set_faults("north", **{fault: {"next": 1}})
+    with pytest.raises(TransientPlatformError) as first:
+        await platform.adjust_levels(change, "sale-1")
+    assert not isinstance(first.value, IdempotencyKeySpentError)
+    with pytest.raises(IdempotencyKeySpentError):
+        await platform.adjust_levels(change, "sale-1")
+    assert await platform.read_levels([a], [warehouse]) == {(a, warehouse): 10}
+    await platform.adjust_levels(change, "sale-1-attempt-2")
+    assert await platform.read_levels([a], [warehouse]) == {(a, warehouse): 6}
 
 
 async def test_adjust_of_an_item_not_stocked_is_a_user_error(env: Env) -> None:
