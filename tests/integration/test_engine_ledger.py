@@ -14,6 +14,7 @@ from stocksync.engine import crash
 from stocksync.engine.catalog import import_products
 from stocksync.engine.periodic import run_periodic
 from stocksync.engine.status import sync_status
+from stocksync.engine.stores import install_store
 from stocksync.storage.tables import ledger, ledger_batches
 from tests.harness import Harness
 from tests.integration.test_engine_support import (
@@ -239,3 +240,26 @@ async def test_keys_are_random_uuids_even_where_row_ids_coincide(db_url: str) ->
         assert uuid.UUID(key).version in (4, 5)
     assert key_a != key_b
     assert bkey_a != bkey_b
+
+
+async def test_a_reinstalled_source_applies_the_rows_its_given_up_job_left(h: Harness) -> None:
+    await _setup(h)
+    dest, src = h.shop("dest"), h.shop("source")
+    src.faults.auth_revoked = True  # the app was removed: every call is refused
+    dest.place_order([(_variant(h, "dest", "TEE-M"), 4)], financial_status="paid")
+    await h.settle()
+    assert [r[1] for r in await _ledger(h)] == ["pending"]
+    src.faults.auth_revoked = False
+    async with h.db.begin() as conn:  # installed again, with a new token
+        await install_store(
+            h.rt,
+            conn,
+            vault=h.vault,
+            platform="memory",
+            external_id="source",
+            role="source",
+            credentials="new-token",
+        )
+    await h.settle()
+    assert h.level("source", "TEE-M") == 6
+    assert [r[1] for r in await _ledger(h)] == ["applied"]
