@@ -467,12 +467,12 @@ def _kill(process: subprocess.Popen[bytes]) -> None:
 
 # --- what the engine recorded ---------------------------------------------------------------
 
-LedgerRow = tuple[int, str, str, int, str, str | None]
+LedgerRow = tuple[int, str, str, int, str, str]
 
 
 async def ledger_rows(db: AsyncEngine) -> list[LedgerRow]:
     """(destination store id, order id, line id, delta, status, idempotency key of the batch
-    it is sent in, None before it is in one) by id."""
+    it is sent in, "" before it is in one) by id."""
     async with db.connect() as conn:
         rows = await conn.execute(
             select(
@@ -486,7 +486,7 @@ async def ledger_rows(db: AsyncEngine) -> list[LedgerRow]:
             .outerjoin(ledger_batches, ledger_batches.c.id == ledger.c.batch_id)
             .order_by(ledger.c.id)
         )
-        return [(r[0], r[1], r[2], int(r[3]), r[4], r[5]) for r in rows]
+        return [(r[0], r[1], r[2], int(r[3]), r[4], r[5] or "") for r in rows]
 
 
 async def count(db: AsyncEngine, table: Table) -> int:

@@ -107,9 +107,14 @@ async def test_a_burst_of_sales_costs_one_adjustment_per_batch(db_url: str) -> N
         await h.close()
 
 
-async def test_a_crash_after_the_call_resends_the_same_batch_under_the_same_key(
-    h: Harness,
+@pytest.mark.parametrize(
+    "point", ["apply.after_location", "apply.after_adjust", "apply.before_commit"]
+)
+async def test_a_crash_while_applying_resends_the_same_batch_under_the_same_key(
+    h: Harness, point: str
 ) -> None:
+    """A worker killed after the batch is recorded, after the source applied it, or before
+    its commit: the batch is sent (again) under the same key and every sale counts once."""
     await _setup(h)
     dest, src = h.shop("dest"), h.shop("source")
     dest.place_order([(_variant(h, "dest", "TEE-S"), 2)], financial_status="paid")
@@ -118,9 +123,9 @@ async def test_a_crash_after_the_call_resends_the_same_batch_under_the_same_key(
     crashes: list[str] = []
 
     def hook(name: str) -> None:
-        if name == "apply.after_adjust" and not crashes:
+        if name == point and not crashes:
             crashes.append(name)
-            raise RuntimeError("worker killed after the adjustment")
+            raise RuntimeError(f"worker killed at {name}")
 
     keys: list[str] = []
     real = src.adjust_levels
@@ -135,14 +140,15 @@ async def test_a_crash_after_the_call_resends_the_same_batch_under_the_same_key(
         await h.settle()
     finally:
         crash.install(None)
-    assert crashes == ["apply.after_adjust"]
-    # the same batch was sent again under the same key: counted once
-    assert len(keys) >= 2
+    assert crashes == [point]
+    # one batch, sent under one key (twice when the crash came after the call)
     assert len(set(keys)) == 1
+    assert len(keys) == (1 if point == "apply.after_location" else 2)
     assert h.level("source", "TEE-S") == 8
     assert h.level("source", "TEE-M") == 7
     assert src.counters.units_adjusted == 5
     assert {r[1] for r in await _ledger(h)} == {"applied"}
+    assert [b[1] for b in await _batches(h)] == ["applied"]
 
 
 async def test_a_try_again_answer_is_retried_under_a_new_key_not_set_aside(h: Harness) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 
+import httpx
 import pytest
 
 from stocksync.domain.ports import (
@@ -19,6 +20,7 @@ from stocksync.domain.ports import (
     UserErrors,
     Variant,
 )
+from stocksync.platforms.shopify.adapter import ShopifyPlatform
 from tests.shopify.conftest import Env
 from tests.shopify.helpers import (
     cancel,
@@ -487,3 +489,20 @@ async def test_bulk_operations_of_one_shop_run_one_at_a_time(env: Env) -> None:
     first, second = await asyncio.gather(platform.bulk.inventory(), other.bulk.inventory())
     assert first == second
     assert len(first) == 1
+
+
+async def test_adjust_service_unavailable_is_transient() -> None:
+    """SERVICE_UNAVAILABLE (in the 2026-01 enum of inventoryAdjustQuantities) is a "try
+    again" like ADJUST_QUANTITIES_FAILED; the sandbox does not serve that code, so the answer
+    is Shopify's documented payload shape, served by a mock transport."""
+
+    def handler(_request: httpx.Request) -> httpx.Response:
+        errors = [{"code": "SERVICE_UNAVAILABLE", "field": None, "message": "Try again."}]
+        payload = {"inventoryAdjustmentGroup": None, "userErrors": errors}
+        return httpx.Response(200, json={"data": {"inventoryAdjustQuantities": payload}})
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
+        platform = ShopifyPlatform("mock.myshopify.com", "token", http_client=http)
+        with pytest.raises(TransientPlatformError) as raised:
+            await platform.adjust_levels([LevelAdjustment("1", "2", -1)], "sale-9")
+    assert not isinstance(raised.value, IdempotencyKeySpentError)
