@@ -327,6 +327,8 @@ class StoreFaults:
             return armed.kind, armed.retry_after
         if self._rates and (self._rate_methods is None or method in self._rate_methods):
             for kind in _CALL_FAULTS:
+                if kind == "attempt_failed" and kind not in self._rates:
+                    continue  # drawn only when asked for, so older seeds replay unchanged
                 # draws in a fixed order per call, so a seed replays a run exactly
                 if self._rng.random() < self._rates.get(kind, 0.0):
                     return kind, self._rate_retry_after

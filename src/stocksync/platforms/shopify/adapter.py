@@ -65,6 +65,7 @@ from stocksync.domain.ports import (
 )
 from stocksync.platforms.shopify.bulk import BulkOperations
 from stocksync.platforms.shopify.client import (
+    GraphQLErrors,
     QueryCostExceededError,
     RetryPolicy,
     ShopifyClient,
@@ -422,10 +423,16 @@ class ShopifyPlatform:
             for change in input_changes:
                 change["changeFromQuantity"] = None  # a relative change: no compare (explicitly)
             for _ in range(3):
-                data = await self._run(
-                    "inventory_adjust_quantities",
-                    {"input": input_, "idempotencyKey": idempotency_key},
-                )
+                try:
+                    data = await self._run(
+                        "inventory_adjust_quantities",
+                        {"input": input_, "idempotencyKey": idempotency_key},
+                    )
+                except GraphQLErrors as exc:
+                    # The same answer may come as a top-level error of the @idempotent directive.
+                    if PREVIOUS_ATTEMPT_FAILED in exc.codes:
+                        raise IdempotencyKeySpentError(str(exc)) from exc
+                    raise
                 errors = list(data["inventoryAdjustQuantities"]["userErrors"])
                 if not any(e.get("code") == "IDEMPOTENCY_CONCURRENT_REQUEST" for e in errors):
                     break
