@@ -362,6 +362,8 @@ def status_command() -> None:
         "status",
         "pending writes",
         "pending ledger",
+        "oldest pending",
+        "orders to sync",
         "last error",
         title="Stores",
     )
@@ -375,6 +377,8 @@ def status_command() -> None:
             s.status,
             str(s.pending_flush),
             str(s.pending_ledger),
+            f"{s.oldest_pending_ledger:%Y-%m-%d %H:%M}" if s.oldest_pending_ledger else "",
+            str(s.orders_to_sync),
             last,
         )
     links = Table(

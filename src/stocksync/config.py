@@ -24,6 +24,7 @@ class Settings(BaseSettings):
         default=None,
         description="Fernet key(s), comma separated, newest first; generated if unset.",
     )
+    # Level writes per call to a destination, and ledger rows per adjustment of a source.
     flush_batch_size: int = Field(default=250, ge=1, le=250)
     flush_debounce_ms: int = Field(default=200, ge=0, le=60_000)
     # At most one batch of writes per destination per interval: a busy source costs each

@@ -44,7 +44,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from stocksync.sandbox import Sandbox
 from stocksync.sandbox.server import create_app
-from stocksync.storage.tables import ledger
+from stocksync.storage.tables import ledger, ledger_batches
 from tests.integration.jobs_worker_proc import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -92,7 +92,7 @@ async def _answer_when_gone(receive: Receive, send: Send, response: list[Message
 class CallGate:
     """ASGI middleware over the served world. It runs in the server's thread; the test reads
     it from its own, hence the lock and the threading events. The held adjustment is the n-th
-    ``adjust_level`` received."""
+    ``adjust_level`` or ``adjust_levels`` received."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -124,7 +124,7 @@ class CallGate:
         prefix, _, method = str(scope["path"]).rpartition("/")
         store = prefix.removeprefix("/stores/")
         key: str | None = None
-        if method == "adjust_level":
+        if method in ("adjust_level", "adjust_levels"):
             key = str(json.loads(body).get("idempotency_key"))
         action: Callable[[], None] | None = None
         hold = False
@@ -423,6 +423,9 @@ def worker_env(database_url: str, data_dir: Path, secret_key: str) -> dict[str, 
         # The safety nets (reconciliation, order backfill) wait an hour: they would repair
         # what the test is there to see lost.
         "STOCKSYNC_PERIODIC_SECONDS": "3600",
+        # One ledger row per batch, so that the n-th adjustment is the n-th row's and a worker
+        # can be killed between any two of them.
+        "STOCKSYNC_FLUSH_BATCH_SIZE": "1",
     }
 
 
@@ -468,7 +471,8 @@ LedgerRow = tuple[int, str, str, int, str, str]
 
 
 async def ledger_rows(db: AsyncEngine) -> list[LedgerRow]:
-    """(destination store id, order id, line id, delta, status, idempotency key) by id."""
+    """(destination store id, order id, line id, delta, status, idempotency key of the batch
+    it is sent in, "" before it is in one) by id."""
     async with db.connect() as conn:
         rows = await conn.execute(
             select(
@@ -477,10 +481,12 @@ async def ledger_rows(db: AsyncEngine) -> list[LedgerRow]:
                 ledger.c.line_id,
                 ledger.c.delta,
                 ledger.c.status,
-                ledger.c.idempotency_key,
-            ).order_by(ledger.c.id)
+                ledger_batches.c.idempotency_key,
+            )
+            .outerjoin(ledger_batches, ledger_batches.c.id == ledger.c.batch_id)
+            .order_by(ledger.c.id)
         )
-        return [(r[0], r[1], r[2], int(r[3]), r[4], r[5]) for r in rows]
+        return [(r[0], r[1], r[2], int(r[3]), r[4], r[5] or "") for r in rows]
 
 
 async def count(db: AsyncEngine, table: Table) -> int:

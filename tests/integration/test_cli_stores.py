@@ -223,8 +223,8 @@ async def test_install_connect_import_and_status(
     assert status.returncode == 0, status.stderr
     stores_part, connections_part = status.stdout.split("Connections")
     assert cells(stores_part) == [
-        ["1", "supplier.myshopify.com", "shopify", "source", "active", "0", "0", ""],
-        ["2", "retailer.myshopify.com", "shopify", "destination", "active", "2", "0", ""],
+        ["1", "supplier.myshopify.com", "shopify", "source", "active", "0", "0", "", "0", ""],
+        ["2", "retailer.myshopify.com", "shopify", "destination", "active", "2", "0", "", "0", ""],
     ]
     [connection] = cells(connections_part)
     assert connection[:4] == ["1", "supplier.myshopify.com", "retailer.myshopify.com", "active"]

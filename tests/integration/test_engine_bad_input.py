@@ -127,7 +127,7 @@ async def test_event_for_an_unlinked_variant_is_logged_and_ignored(h: Harness) -
         f"order {order.id} has no linked products; nothing to count"
     }
     assert {e["store_id"] for e in ignored} == {h.stores["dest"].id}
-    assert h.shop("source").counters.calls["adjust_level"] == 0
+    assert h.shop("source").counters.calls["adjust_levels"] == 0
     assert dest.level(item, dest.primary_location_id) == 3
     await _others_still_sync(h, 6)
 

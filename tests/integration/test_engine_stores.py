@@ -101,9 +101,9 @@ async def test_hub_chain_applies_a_sale_once_to_the_root_and_flows_down(h: Harne
     await h.settle()
     assert [h.level(s, "LAMP") for s in ("supplier", "hub", "retailer")] == [7, 7, 7]
     # applied once, to the root source only
-    assert h.shop("supplier").counters.calls["adjust_level"] == 1
+    assert h.shop("supplier").counters.calls["adjust_levels"] == 1
     assert h.shop("supplier").counters.units_adjusted == 3
-    assert h.shop("hub").counters.calls["adjust_level"] == 0
+    assert h.shop("hub").counters.calls["adjust_levels"] == 0
 
     # a sale on the hub itself also goes to the root, and reaches the retailer
     hub = h.shop("hub")
@@ -114,7 +114,7 @@ async def test_hub_chain_applies_a_sale_once_to_the_root_and_flows_down(h: Harne
     _set_source(h, "supplier", "LAMP", 20)
     await h.settle()
     assert [h.level(s, "LAMP") for s in ("supplier", "hub", "retailer")] == [20, 20, 20]
-    assert h.shop("supplier").counters.calls["adjust_level"] == 2
+    assert h.shop("supplier").counters.calls["adjust_levels"] == 2
 
 
 async def test_a_hub_needs_the_operator_to_enable_it(h: Harness) -> None:

@@ -6,18 +6,22 @@ import asyncio
 from dataclasses import replace
 from typing import Any
 
+import httpx
 import pytest
 
 from stocksync.domain.ports import (
     IdempotencyConflictError,
+    IdempotencyKeySpentError,
+    LevelAdjustment,
     LevelWrite,
     LocationInactiveError,
     ProductDraft,
     SetOutcome,
+    TransientPlatformError,
     UserErrors,
     Variant,
 )
-from stocksync.platforms.shopify.adapter import order_from_node
+from stocksync.platforms.shopify.adapter import ShopifyPlatform, order_from_node
 from tests.shopify.conftest import Env
 from tests.shopify.helpers import (
     cancel,
@@ -215,6 +219,52 @@ async def test_set_retried_after_a_lost_response_applies_once(env: Env) -> None:
     assert await platform.set_levels([LevelWrite(a, warehouse, 4, 10)]) == SetOutcome()
     assert env.sandbox.stats_of(env.shop).lost_responses == 1
     assert await platform.read_levels([a], [warehouse]) == {(a, warehouse): 4}
+
+
+async def test_adjust_levels_sends_a_batch_in_one_mutation(env: Env) -> None:
+    platform = env.platform()
+    a, b = await _items(env, ["A", "B"])
+    warehouse = _location(env, "Warehouse")
+    changes = [LevelAdjustment(a, warehouse, -2), LevelAdjustment(b, warehouse, -3)]
+    await platform.adjust_levels(changes, "batch-1")
+    await platform.adjust_levels(changes, "batch-1")  # a resend: no second effect
+    assert await platform.read_levels([a, b], [warehouse]) == {(a, warehouse): 8, (b, warehouse): 7}
+    sent = [r.query for r in env.recorded if "inventoryAdjustQuantities(" in r.query]
+    assert len(sent) == 2  # one mutation per batch, not one per change
+
+
+async def test_adjust_levels_refused_for_one_change_applies_none(env: Env) -> None:
+    platform = env.platform()
+    a, b = await _items(env, ["A", "B"])
+    warehouse, store = _location(env, "Warehouse"), _location(env, "Store")
+    with pytest.raises(UserErrors) as raised:
+        await platform.adjust_levels(
+            [LevelAdjustment(a, warehouse, -1), LevelAdjustment(b, store, -1)], "batch-2"
+        )
+    assert raised.value.codes == ("ITEM_NOT_STOCKED_AT_LOCATION",)
+    assert await platform.read_levels([a, b], [warehouse]) == {
+        (a, warehouse): 10,
+        (b, warehouse): 10,
+    }
+
+
+async def test_adjust_try_again_is_transient_and_its_key_is_spent(env: Env) -> None:
+    """ADJUST_QUANTITIES_FAILED says "try again": a transient failure, never a refusal; the
+    key's failed attempt then answers IDEMPOTENCY_PREVIOUS_ATTEMPT_FAILED, and the same change
+    applies once under a new key."""
+    platform = env.platform()
+    (a,) = await _items(env, ["A"])
+    warehouse = _location(env, "Warehouse")
+    change = [LevelAdjustment(a, warehouse, -4)]
+    env.sandbox.set_faults("north", adjust_failed={"next": 1})
+    with pytest.raises(TransientPlatformError) as first:
+        await platform.adjust_levels(change, "sale-1")
+    assert not isinstance(first.value, IdempotencyKeySpentError)
+    with pytest.raises(IdempotencyKeySpentError):
+        await platform.adjust_levels(change, "sale-1")
+    assert await platform.read_levels([a], [warehouse]) == {(a, warehouse): 10}
+    await platform.adjust_levels(change, "sale-1-attempt-2")
+    assert await platform.read_levels([a], [warehouse]) == {(a, warehouse): 6}
 
 
 async def test_adjust_of_an_item_not_stocked_is_a_user_error(env: Env) -> None:
@@ -520,3 +570,20 @@ async def test_bulk_operations_of_one_shop_run_one_at_a_time(env: Env) -> None:
     first, second = await asyncio.gather(platform.bulk.inventory(), other.bulk.inventory())
     assert first == second
     assert len(first) == 1
+
+
+async def test_adjust_service_unavailable_is_transient() -> None:
+    """SERVICE_UNAVAILABLE (in the 2026-01 enum of inventoryAdjustQuantities) is a "try
+    again" like ADJUST_QUANTITIES_FAILED; the sandbox does not serve that code, so the answer
+    is Shopify's documented payload shape, served by a mock transport."""
+
+    def handler(_request: httpx.Request) -> httpx.Response:
+        errors = [{"code": "SERVICE_UNAVAILABLE", "field": None, "message": "Try again."}]
+        payload = {"inventoryAdjustmentGroup": None, "userErrors": errors}
+        return httpx.Response(200, json={"data": {"inventoryAdjustQuantities": payload}})
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
+        platform = ShopifyPlatform("mock.myshopify.com", "token", http_client=http)
+        with pytest.raises(TransientPlatformError) as raised:
+            await platform.adjust_levels([LevelAdjustment("1", "2", -1)], "sale-9")
+    assert not isinstance(raised.value, IdempotencyKeySpentError)

@@ -35,6 +35,15 @@ class LevelWrite:
 
 
 @dataclass(frozen=True)
+class LevelAdjustment:
+    """A relative change of one item's level at one location (a sale, a restock)."""
+
+    item_id: str
+    location_id: str
+    delta: int
+
+
+@dataclass(frozen=True)
 class SetOutcome:
     """Result of a batch of :class:`LevelWrite`.
 
@@ -194,6 +203,11 @@ class IdempotencyConflictError(PermanentPlatformError):
     """An idempotency key was reused with a different input."""
 
 
+class IdempotencyKeySpentError(TransientPlatformError):
+    """The platform recorded an earlier attempt under this idempotency key as failed (nothing
+    was applied): the same change must be sent again under a new key."""
+
+
 # --- the port -----------------------------------------------------------------------------------
 
 
@@ -219,6 +233,13 @@ class StorePlatform(Protocol):
         self, item_id: str, location_id: str, delta: int, idempotency_key: str
     ) -> None:
         """Relative change; a retry with the same key and input has no second effect."""
+        ...
+
+    async def adjust_levels(self, changes: Sequence[LevelAdjustment], idempotency_key: str) -> None:
+        """Relative changes in one atomic call (at most the batch size): all apply or none.
+        A retry with the same key and changes has no second effect. A change the platform
+        refuses for good raises :class:`PermanentPlatformError` and applies nothing;
+        :class:`IdempotencyKeySpentError` asks for the same changes under a new key."""
         ...
 
     async def list_products(self) -> list[Product]: ...

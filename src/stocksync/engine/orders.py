@@ -4,8 +4,8 @@
 An order event is handled in a job (one at a time per order). The domain plans what the
 snapshot changes; each change becomes a ledger row under its natural key (a second count is
 impossible) in the same transaction as the job that applies it to the root source. That job
-sends the adjustment with an idempotency key derived from the ledger row, so that a crash
-between the platform call and our commit cannot apply it twice.
+sends the row in a recorded batch under the batch's idempotency key (engine/ledger.py), so
+that a crash between the platform call and our commit cannot apply it twice.
 """
 
 from __future__ import annotations
@@ -13,14 +13,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from stocksync.domain.codec import CodecError, decode_event
 from stocksync.domain.connection import ConnectionSettings
 from stocksync.domain.events import OrderEdited, OrderSeen, RefundSeen
 from stocksync.domain.graph import CycleError, root_of
-from stocksync.domain.levels import MAX_QUANTITY, choose_sale_location
+from stocksync.domain.ledger import new_key_seed
+from stocksync.domain.levels import MAX_QUANTITY
 from stocksync.domain.orders import (
     LineState,
     OrderState,
@@ -33,12 +34,10 @@ from stocksync.domain.orders import (
     restock_units,
     version_text,
 )
-from stocksync.domain.ports import AuthError, OrderSnapshot, PermanentPlatformError, Refund
+from stocksync.domain.ports import OrderSnapshot, Refund
 from stocksync.engine import crash, schedule
-from stocksync.engine.inventory import mark_source_dirty, shared_locations
 from stocksync.engine.records import StoreRecord, find_store, load_store
 from stocksync.engine.runtime import Runtime
-from stocksync.jobs.queue import PermanentJobError
 from stocksync.storage import activity
 from stocksync.storage.sql import insert_ignore, upsert
 from stocksync.storage.tables import (
@@ -47,6 +46,7 @@ from stocksync.storage.tables import (
     ledger,
     order_lines,
     orders_seen,
+    orders_to_sync,
     product_links,
     store_cursors,
     stores,
@@ -230,8 +230,10 @@ async def _record_ledger(
             "delta": delta,
             "location": location,
             "status": "pending",
-            # Filled from the row id below; the key must be deterministic for retries.
-            "idempotency_key": "",
+            # Random, never derived from the row id (ids repeat across a restored backup, a
+            # second installation on one shop, a reused SQLite rowid). The source is sent the
+            # key of the row's batch (engine/ledger.py).
+            "idempotency_key": new_key_seed(),
             "created_at": rt.clock(),
         },
         conflict=("destination_store_id", "kind", "natural_key"),
@@ -239,11 +241,6 @@ async def _record_ledger(
     )
     if row is None:
         return False
-    await conn.execute(
-        update(ledger)
-        .where(ledger.c.id == row[0])
-        .values(idempotency_key=f"stocksync-ledger-{row[0]}")
-    )
     await schedule.apply_ledger(rt, conn, root[0])
     return True
 
@@ -553,10 +550,15 @@ async def sync_order(rt: Runtime, store_id: int, order_id: str) -> None:
         return
     snapshot = await rt.platforms(store).get_order(order_id)
     crash.point("order.after_fetch")
-    if snapshot is None:
-        return
     async with rt.db.begin() as conn:
-        await apply_snapshot(rt, conn, store, snapshot, from_read=True)
+        if snapshot is not None:
+            await apply_snapshot(rt, conn, store, snapshot, from_read=True)
+        # Synced (or gone): the periodic job need not schedule it again.
+        await conn.execute(
+            delete(orders_to_sync).where(
+                orders_to_sync.c.store_id == store_id, orders_to_sync.c.order_id == order_id
+            )
+        )
         crash.point("order.before_commit")
 
 
@@ -628,6 +630,14 @@ async def backfill_orders(rt: Runtime, store_id: int) -> int:
     async with rt.db.begin() as conn:
         for snapshot in scan.unapplied:
             await schedule.sync_order(rt, conn, store_id, snapshot.id)
+            # Remembered until synced: the cursor moves past it below, so if this job gives
+            # up, only the periodic job (reading this table) schedules it again.
+            await insert_ignore(
+                conn,
+                orders_to_sync,
+                {"store_id": store_id, "order_id": snapshot.id, "created_at": rt.clock()},
+                conflict=("store_id", "order_id"),
+            )
         # Never past now minus the margin (the search may not list the latest changes yet),
         # and never back (versions and the margin only move forward).
         ahead = min(scan.changed[-1].version, version_text(rt.clock() - BACKFILL_MARGIN))
@@ -641,153 +651,3 @@ async def backfill_orders(rt: Runtime, store_id: int) -> int:
             update={"value": ahead},
         )
     return len(scan.unapplied)
-
-
-# --- applying the ledger to the root source ---------------------------------------------------
-
-
-async def apply_ledger(rt: Runtime, store_id: int) -> int:
-    """Apply pending ledger rows of one root source; returns how many were applied."""
-    applied = 0
-    while True:
-        async with rt.db.begin() as conn:
-            store = await load_store(conn, store_id)
-            rows = (
-                await conn.execute(
-                    select(
-                        ledger.c.id,
-                        ledger.c.root_item_id,
-                        ledger.c.delta,
-                        ledger.c.location,
-                        ledger.c.idempotency_key,
-                    )
-                    .where(ledger.c.root_store_id == store_id, ledger.c.status == "pending")
-                    .order_by(ledger.c.id)
-                    .limit(50)
-                )
-            ).all()
-            locs = await shared_locations(conn, store_id)
-        if store is None or not rows:
-            return applied
-        if not locs:
-            async with rt.db.begin() as conn:
-                await activity.record(
-                    conn,
-                    store_id=store_id,
-                    level="error",
-                    kind="no_shared_location",
-                    message=f"{store.name} shares no active location, so destination sales "
-                    "cannot be taken from its stock; choose the locations to share",
-                    retry={"task": schedule.APPLY_LEDGER, "args": {"store_id": store_id}},
-                )
-            raise PermanentJobError(f"store {store_id} shares no location")
-        platform = rt.platforms(store)
-        unplaced = [r for r in rows if r[3] is None]
-        chosen: dict[int, str] = {}
-        if unplaced:
-            items = sorted({r[1] for r in unplaced})
-            levels = await platform.read_levels(items, locs)
-            priority: list[str] | None = store.settings.get("location_priority")
-            for r in unplaced:
-                loc = choose_sale_location(
-                    {loc: levels.get((r[1], loc)) for loc in locs},
-                    units=max(1, -int(r[2])),
-                    priority=priority,
-                )
-                chosen[r[0]] = loc or locs[0]
-            async with rt.db.begin() as conn:
-                for ledger_id, loc in chosen.items():
-                    # Only where still unset: the location is part of the idempotent input.
-                    await conn.execute(
-                        update(ledger)
-                        .where(ledger.c.id == ledger_id, ledger.c.location.is_(None))
-                        .values(location=loc)
-                    )
-            crash.point("apply.after_location")
-            async with rt.db.begin() as conn:
-                placed = dict(
-                    (
-                        await conn.execute(
-                            select(ledger.c.id, ledger.c.location).where(
-                                ledger.c.id.in_([r[0] for r in rows])
-                            )
-                        )
-                    ).all()
-                )
-        else:
-            placed = {r[0]: r[3] for r in rows}
-        for ledger_id, item, delta, _loc, key in rows:
-            location = placed[ledger_id]
-            try:
-                await platform.adjust_level(item, location, int(delta), key)
-            except PermanentPlatformError as exc:
-                if isinstance(exc, AuthError):
-                    raise  # the whole store is unreachable: retry later, as before
-                # This row can never apply (an item deleted at the source, a location gone):
-                # set it aside and report it, or it would block every later change of this
-                # source, since rows are applied in order (B22, B23).
-                await _set_aside(rt, store, ledger_id, item, int(delta), exc)
-                continue
-            crash.point("apply.after_adjust")
-            async with rt.db.begin() as conn:
-                result = await conn.execute(
-                    update(ledger)
-                    .where(ledger.c.id == ledger_id, ledger.c.status == "pending")
-                    .values(status="applied", applied_at=rt.clock())
-                )
-                if result.rowcount:
-                    applied += 1
-                if delta < 0:
-                    # Restocks of this line go back where its units were taken from.
-                    await _remember_sale_location(conn, ledger_id, location)
-                await mark_source_dirty(rt, conn, store_id, [item])
-                crash.point("apply.before_commit")
-        if len(rows) < 50:
-            return applied
-
-
-async def _set_aside(
-    rt: Runtime, store: StoreRecord, ledger_id: int, item: str, delta: int, exc: Exception
-) -> None:
-    change = (
-        f"a sale of {-delta} unit{'s' if delta != -1 else ''}"
-        if delta < 0
-        else f"a restock of {delta} unit{'s' if delta != 1 else ''}"
-    )
-    async with rt.db.begin() as conn:
-        await conn.execute(
-            update(ledger)
-            .where(ledger.c.id == ledger_id, ledger.c.status == "pending")
-            .values(status="failed")
-        )
-        await activity.record(
-            conn,
-            store_id=store.id,
-            level="error",
-            kind="ledger_failed",
-            message=f"{change} of item {item} could not be applied to {store.name}: {exc}; "
-            "it was set aside so that other changes go on",
-            details={"ledger_id": ledger_id, "item_id": item, "delta": delta},
-        )
-
-
-async def _remember_sale_location(conn: AsyncConnection, ledger_id: int, location: str) -> None:
-    row = (
-        await conn.execute(
-            select(ledger.c.destination_store_id, ledger.c.order_id, ledger.c.line_id).where(
-                ledger.c.id == ledger_id
-            )
-        )
-    ).first()
-    if row is None:
-        return
-    await conn.execute(
-        update(order_lines)
-        .where(
-            order_lines.c.destination_store_id == row[0],
-            order_lines.c.order_id == row[1],
-            order_lines.c.line_id == row[2],
-            order_lines.c.source_location.is_(None),
-        )
-        .values(source_location=location)
-    )

@@ -1,9 +1,11 @@
 """Periodic safety nets, as self-rescheduling jobs (the same on both queue backends).
 
 Each active store has one ``periodic`` job waiting: it first makes sure the store's webhook
-subscriptions still exist, then for a destination it backfills orders whose webhooks never
-came (B17), and for a source it enqueues its reconciliation (B19), which runs under the
-source's refresh lock as every read of the source does. When it runs it schedules its
+subscriptions still exist, then schedules again what the store still owes (pending ledger
+rows, orders a backfill found and not yet synced: their jobs may have given up), then for a
+destination it backfills orders whose webhooks never came (B17), and for a source it enqueues
+its reconciliation (B19), which runs under the source's refresh lock as every read of the
+source does. When it runs it schedules its
 successor; the queueing lock keeps exactly one waiting per store however many workers start."""
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from stocksync.domain.ports import PlatformError
 from stocksync.engine import schedule
+from stocksync.engine.ledger import reschedule_pending
 from stocksync.engine.orders import backfill_orders
 from stocksync.engine.reconcile import reconcile_source
 from stocksync.engine.records import load_store
@@ -53,6 +56,9 @@ async def run_periodic(rt: Runtime, store_id: int, interval: timedelta) -> None:
         # A failed check is logged; the backfill below still catches up on what was missed.
         with contextlib.suppress(PlatformError):
             await check_subscriptions(rt, store_id)
+        # Work whose job gave up (pending ledger rows, orders still to sync) runs again.
+        async with rt.db.begin() as conn:
+            await reschedule_pending(rt, conn, store_id)
         if store.is_destination:
             await backfill_orders(rt, store_id)
         if store.is_source:

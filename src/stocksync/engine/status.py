@@ -16,6 +16,7 @@ from stocksync.storage.tables import (
     flush_pending,
     ledger,
     locations,
+    orders_to_sync,
     stores,
     variant_links,
 )
@@ -31,6 +32,8 @@ class StoreStatus:
     status: str
     pending_flush: int  # destination variants waiting for a level write
     pending_ledger: int  # order, edit and refund changes not yet applied to this root source
+    oldest_pending_ledger: datetime | None  # when the oldest of them was counted
+    orders_to_sync: int  # orders a backfill found on this destination, not yet applied
     last_error_at: datetime | None
     last_error: str | None
 
@@ -66,20 +69,22 @@ async def sync_status(conn: AsyncConnection) -> SyncStatus:
                 .join(connections, connections.c.id == flush_pending.c.connection_id)
                 .group_by(connections.c.destination_store_id)
             )
-        )
-        .tuples()
-        .all()
+        ).all()
     )
-    ledger_counts: dict[int, int] = dict(
+    ledger_counts: dict[int, tuple[int, datetime | None]] = {
+        r[0]: (int(r[1]), r[2])
+        for r in await conn.execute(
+            select(ledger.c.root_store_id, func.count(), func.min(ledger.c.created_at))
+            .where(ledger.c.status == "pending")
+            .group_by(ledger.c.root_store_id)
+        )
+    }
+    unsynced: dict[int, int] = dict(
         (
             await conn.execute(
-                select(ledger.c.root_store_id, func.count())
-                .where(ledger.c.status == "pending")
-                .group_by(ledger.c.root_store_id)
+                select(orders_to_sync.c.store_id, func.count()).group_by(orders_to_sync.c.store_id)
             )
-        )
-        .tuples()
-        .all()
+        ).all()
     )
     latest = (
         select(activity_log.c.store_id, func.max(activity_log.c.id).label("last_id"))
@@ -104,7 +109,9 @@ async def sync_status(conn: AsyncConnection) -> SyncStatus:
             role=role_of(r.is_source, r.is_destination),
             status=r.status,
             pending_flush=int(flush_counts.get(r.id, 0)),
-            pending_ledger=int(ledger_counts.get(r.id, 0)),
+            pending_ledger=ledger_counts.get(r.id, (0, None))[0],
+            oldest_pending_ledger=ledger_counts.get(r.id, (0, None))[1],
+            orders_to_sync=int(unsynced.get(r.id, 0)),
             last_error_at=errors.get(r.id, (None, None))[0],
             last_error=errors.get(r.id, (None, None))[1],
         )
@@ -118,9 +125,7 @@ async def sync_status(conn: AsyncConnection) -> SyncStatus:
                 .where(variant_links.c.status == "active")
                 .group_by(variant_links.c.connection_id)
             )
-        )
-        .tuples()
-        .all()
+        ).all()
     )
     found_connections = [
         ConnectionStatus(

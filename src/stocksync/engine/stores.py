@@ -15,6 +15,7 @@ from stocksync.domain.keys import KeyAttemptPolicy, key_hash, looks_like_key, ne
 from stocksync.domain.ports import PlatformLocation
 from stocksync.engine import schedule
 from stocksync.engine.inventory import mark_pending, mark_source_dirty
+from stocksync.engine.ledger import reschedule_pending
 from stocksync.engine.orders import start_backfill_cursor
 from stocksync.engine.records import ConnectionRecord, StoreRecord, load_connection, load_store
 from stocksync.engine.runtime import Runtime
@@ -113,7 +114,7 @@ async def install_store(
                 f"{external_id} is already installed with another role; changing its role means "
                 "uninstalling it first (its links are kept as unlinked products)"
             )
-        return await _reinstall(
+        reinstalled = await _reinstall(
             conn,
             vault,
             existing[0],
@@ -122,7 +123,10 @@ async def install_store(
             base_url=base_url,
             api_version=api_version,
             plan_product_limit=plan_product_limit,
-        ), None
+        )
+        # Its jobs may have given up while its token was refused: what it owes runs again.
+        await reschedule_pending(rt, conn, existing[0])
+        return reinstalled, None
     key = new_key() if roles.source else None
     values = {
         "name": name or external_id,
@@ -162,6 +166,8 @@ async def install_store(
         await start_backfill_cursor(conn, store_id, rt.clock())
     # Its safety nets start now, not when a worker next starts: the queueing lock keeps one.
     await schedule.periodic(rt, conn, store_id, rt.clock() + rt.periodic_interval)
+    # Installed again after an uninstall: sales counted meanwhile, orders still to sync.
+    await reschedule_pending(rt, conn, store_id)
     await activity.record(
         conn,
         store_id=store_id,
@@ -565,6 +571,8 @@ async def set_connection_paused(
             [(connection_id, r[0], record.destination_store_id) for r in links],
             force_read=True,
         )
+        for store_id in (record.source_store_id, record.destination_store_id):
+            await reschedule_pending(rt, conn, store_id)
     await activity.record(
         conn,
         store_id=record.destination_store_id,

@@ -8,8 +8,9 @@ from typing import Any
 from stocksync.engine import schedule
 from stocksync.engine.failures import reporting_failures
 from stocksync.engine.inventory import flush_destination, refresh_source
+from stocksync.engine.ledger import apply_ledger
 from stocksync.engine.locations import refresh_locations
-from stocksync.engine.orders import apply_ledger, backfill_orders, process_event, sync_order
+from stocksync.engine.orders import backfill_orders, process_event, sync_order
 from stocksync.engine.periodic import PERIODIC, run_periodic
 from stocksync.engine.reconcile import run_reconcile
 from stocksync.engine.runtime import Runtime

@@ -21,7 +21,10 @@ Decisions worth knowing (each mirrors Shopify unless said otherwise):
   the batch applies nothing. Items not stocked at the location are activated, then set.
 * ``adjust_level`` on an item not stocked at the location raises
   ``UserErrors(["ITEM_NOT_STOCKED_AT_LOCATION"])`` as Shopify's ``inventoryAdjustQuantities``
-  does; an idempotency key is remembered only once its adjustment applied.
+  does; an idempotency key is remembered only once its adjustment applied. ``adjust_levels``
+  checks every change before applying any (all or nothing). The ``attempt_failed`` fault
+  answers as Shopify's ``ADJUST_QUANTITIES_FAILED`` and remembers the key: a later call under
+  it raises ``IdempotencyKeySpentError`` (``IDEMPOTENCY_PREVIOUS_ATTEMPT_FAILED``).
 * ``create_product`` (and a merchant's new product or variant) stocks every variant, tracked or
   not, at the store's primary location (the first active one) with 0 available, and nowhere
   else; the engine activates other receiving locations itself. Untracked items have levels
@@ -77,6 +80,8 @@ from stocksync.domain.events import (
 from stocksync.domain.ports import (
     AuthError,
     IdempotencyConflictError,
+    IdempotencyKeySpentError,
+    LevelAdjustment,
     LevelWrite,
     LocationInactiveError,
     OrderLine,
@@ -112,15 +117,24 @@ MAX_QUANTITY = 1_000_000_000  # Shopify refuses quantities beyond this (INVALID_
 _FIRST_ID = 2**53 + 1  # past float precision: an id parsed as a float no longer matches
 _T = TypeVar("_T")
 
-FaultKind = Literal["timeout", "server_error", "throttled", "lost_response", "race"]
+FaultKind = Literal[
+    "timeout", "server_error", "throttled", "lost_response", "attempt_failed", "race"
+]
 FAULT_KINDS: tuple[FaultKind, ...] = (
     "timeout",
     "server_error",
     "throttled",
     "lost_response",
+    "attempt_failed",
     "race",
 )
-_CALL_FAULTS: tuple[FaultKind, ...] = ("timeout", "server_error", "throttled", "lost_response")
+_CALL_FAULTS: tuple[FaultKind, ...] = (
+    "timeout",
+    "server_error",
+    "throttled",
+    "lost_response",
+    "attempt_failed",
+)
 _RACE: tuple[FaultKind, ...] = ("race",)
 InventoryBehaviour = Literal["decrement_ignoring_policy", "decrement_obeying_policy", "bypass"]
 PlacedStatus = Literal["pending", "authorized", "partially_paid", "paid"]
@@ -134,6 +148,7 @@ API_METHODS: tuple[str, ...] = (
     "read_levels",
     "set_levels",
     "adjust_level",
+    "adjust_levels",
     "list_products",
     "get_product",
     "find_variants_by_sku",
@@ -141,7 +156,11 @@ API_METHODS: tuple[str, ...] = (
     "get_order",
     "orders_changed_since",
 )
-WRITE_METHODS = frozenset({"set_levels", "adjust_level", "create_product"})
+WRITE_METHODS = frozenset({"set_levels", "adjust_level", "adjust_levels", "create_product"})
+
+
+class _AttemptFailedError(TransientPlatformError):
+    """An injected ``attempt_failed``: Shopify's ADJUST_QUANTITIES_FAILED ("try again")."""
 
 
 class OutOfStockError(ValueError):
@@ -315,6 +334,8 @@ class StoreFaults:
             return armed.kind, armed.retry_after
         if self._rates and (self._rate_methods is None or method in self._rate_methods):
             for kind in _CALL_FAULTS:
+                if kind == "attempt_failed" and kind not in self._rates:
+                    continue  # drawn only when asked for, so older seeds replay unchanged
                 # draws in a fixed order per call, so a seed replays a run exactly
                 if self._rng.random() < self._rates.get(kind, 0.0):
                     return kind, self._rate_retry_after
@@ -524,7 +545,10 @@ class MemoryStore:
         self._item_variant: dict[str, str] = {}  # inventory item id -> variant id
         self._levels: dict[tuple[str, str], int] = {}  # present = stocked there
         self._orders: dict[str, _Order] = {}
-        self._idempotency: dict[str, tuple[str, str, int]] = {}
+        self._idempotency: dict[str, tuple[tuple[str, str, int], ...]] = {}
+        # Keys whose attempt failed (``attempt_failed``): Shopify answers a later call under
+        # such a key IDEMPOTENCY_PREVIOUS_ATTEMPT_FAILED, and applies nothing.
+        self._failed_keys: set[str] = set()
         self._last_version = ""
 
     def __repr__(self) -> str:
@@ -566,8 +590,16 @@ class MemoryStore:
         await self._travel()
         with self.world.lock:
             self._run_pending_race()
-            lost = self._gate("adjust_level")
-            self._adjust_level(item_id, location_id, delta, idempotency_key)
+            lost = self._gate_adjustment("adjust_level", idempotency_key)
+            self._adjust_levels([LevelAdjustment(item_id, location_id, delta)], idempotency_key)
+            self._answer(lost, None)
+
+    async def adjust_levels(self, changes: Sequence[LevelAdjustment], idempotency_key: str) -> None:
+        await self._travel()
+        with self.world.lock:
+            self._run_pending_race()
+            lost = self._gate_adjustment("adjust_levels", idempotency_key)
+            self._adjust_levels(changes, idempotency_key)
             self._answer(lost, None)
 
     async def list_products(self) -> list[Product]:
@@ -1001,7 +1033,24 @@ class MemoryStore:
             raise ThrottledError(f"{self.ref}: throttled", retry_after=retry_after)
         if kind == "timeout":
             raise TransientPlatformError(f"{self.ref}: {method} timed out")
+        if kind == "attempt_failed":
+            raise _AttemptFailedError(f"{self.ref}: {method}: the quantities couldn't be adjusted")
         raise TransientPlatformError(f"{self.ref}: {method} failed with an internal error")
+
+    def _gate_adjustment(self, method: str, key: str) -> bool:
+        """``_gate`` for an adjustment: an injected failed attempt is remembered against its
+        key, and a key whose attempt failed is refused until a new one is used."""
+        try:
+            lost = self._gate(method)
+        except _AttemptFailedError:
+            if key:
+                self._failed_keys.add(key)
+            raise
+        if key in self._failed_keys:
+            raise IdempotencyKeySpentError(
+                f"{self.ref}: a previous request with idempotency key {key!r} failed"
+            )
+        return lost
 
     def _answer(self, lost: bool, result: _T) -> _T:
         if lost:
@@ -1055,10 +1104,17 @@ class MemoryStore:
             self.counters.quantities_written += 1
         return SetOutcome()
 
-    def _adjust_level(self, item_id: str, location_id: str, delta: int, key: str) -> None:
+    def _adjust_levels(self, changes: Sequence[LevelAdjustment], key: str) -> None:
+        """All changes or none: every one is checked before any applies."""
         if not key:
             raise UserErrors("an idempotency key is required", ["INVALID_IDEMPOTENCY_KEY"])
-        signature = (item_id, location_id, delta)
+        if len(changes) > self.max_batch:
+            raise UserErrors(
+                f"the input array size of {len(changes)} is greater than the maximum allowed"
+                f" of {self.max_batch}",
+                ["INVALID_INPUT"],
+            )
+        signature = tuple((c.item_id, c.location_id, c.delta) for c in changes)
         previous = self._idempotency.get(key)
         if previous is not None:
             if previous != signature:
@@ -1066,21 +1122,28 @@ class MemoryStore:
                     f"idempotency key {key!r} was used with a different input"
                 )
             return
-        self._check_api_write(item_id, location_id)
-        current = self._levels.get((item_id, location_id))
-        if current is None:
-            raise UserErrors(
-                f"item {item_id} is not stocked at location {location_id}",
-                ["ITEM_NOT_STOCKED_AT_LOCATION"],
-            )
-        if current + delta > MAX_QUANTITY:
-            raise UserErrors("the resulting quantity is too high", ["INVALID_QUANTITY_TOO_HIGH"])
-        if current + delta < -MAX_QUANTITY:
-            raise UserErrors("the resulting quantity is too low", ["INVALID_QUANTITY_TOO_LOW"])
-        self._move(item_id, location_id, delta)
+        after: dict[tuple[str, str], int] = {}
+        for change in changes:
+            pair = (change.item_id, change.location_id)
+            self._check_api_write(*pair)
+            current = after.get(pair, self._levels.get(pair))
+            if current is None:
+                raise UserErrors(
+                    f"item {change.item_id} is not stocked at location {change.location_id}",
+                    ["ITEM_NOT_STOCKED_AT_LOCATION"],
+                )
+            if current + change.delta > MAX_QUANTITY:
+                raise UserErrors(
+                    "the resulting quantity is too high", ["INVALID_QUANTITY_TOO_HIGH"]
+                )
+            if current + change.delta < -MAX_QUANTITY:
+                raise UserErrors("the resulting quantity is too low", ["INVALID_QUANTITY_TOO_LOW"])
+            after[pair] = current + change.delta
+        for change in changes:
+            self._move(change.item_id, change.location_id, change.delta)
+            self.counters.quantities_written += 1
+            self.counters.units_adjusted += abs(change.delta)
         self._idempotency[key] = signature
-        self.counters.quantities_written += 1
-        self.counters.units_adjusted += abs(delta)
 
     def _check_api_write(self, item_id: str, location_id: str) -> None:
         if location_id not in self._locations:

@@ -37,6 +37,8 @@ from starlette.types import ASGIApp
 from stocksync.domain.ports import (
     AuthError,
     IdempotencyConflictError,
+    IdempotencyKeySpentError,
+    LevelAdjustment,
     LevelWrite,
     LocationInactiveError,
     NotFoundError,
@@ -380,6 +382,7 @@ def error_from_response(status: int, headers: httpx.Headers, content: bytes) -> 
         "AuthError": AuthError,
         "NotFoundError": NotFoundError,
         "IdempotencyConflictError": IdempotencyConflictError,
+        "IdempotencyKeySpentError": IdempotencyKeySpentError,
         "PermanentPlatformError": PermanentPlatformError,
         "PlatformError": PlatformError,
     }
@@ -418,6 +421,13 @@ async def _dispatch(store: MemoryStore, method: str, body: Json) -> Json:
             _int(body, "delta"),
             _str(body, "idempotency_key"),
         )
+        return {}
+    if method == "adjust_levels":
+        changes = [
+            LevelAdjustment(_str(c, "item_id"), _str(c, "location_id"), _int(c, "delta"))
+            for c in (_obj(c, "change") for c in _list(body, "changes"))
+        ]
+        await store.adjust_levels(changes, _str(body, "idempotency_key"))
         return {}
     if method == "list_products":
         return {"products": [product_to_json(p) for p in await store.list_products()]}
@@ -617,6 +627,18 @@ class HttpMemoryPlatform:
                 "item_id": item_id,
                 "location_id": location_id,
                 "delta": delta,
+                "idempotency_key": idempotency_key,
+            },
+        )
+
+    async def adjust_levels(self, changes: Sequence[LevelAdjustment], idempotency_key: str) -> None:
+        await self._call(
+            "adjust_levels",
+            {
+                "changes": [
+                    {"item_id": c.item_id, "location_id": c.location_id, "delta": c.delta}
+                    for c in changes
+                ],
                 "idempotency_key": idempotency_key,
             },
         )

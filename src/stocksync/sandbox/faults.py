@@ -18,6 +18,7 @@ SWITCHES = (
     "timeout",
     "lost_response",
     "race",
+    "adjust_failed",
     "webhook_drop",
     "webhook_duplicate",
     "webhook_reorder",
@@ -55,6 +56,9 @@ class Faults:
     timeout: Switch = field(default_factory=Switch)
     lost_response: Switch = field(default_factory=Switch)
     race: Switch = field(default_factory=Switch)
+    # inventoryAdjustQuantities answers ADJUST_QUANTITIES_FAILED ("Try again"), applying
+    # nothing; the key of that attempt is then spent (IDEMPOTENCY_PREVIOUS_ATTEMPT_FAILED)
+    adjust_failed: Switch = field(default_factory=Switch)
     webhook_drop: Switch = field(default_factory=Switch)
     webhook_duplicate: Switch = field(default_factory=Switch)
     webhook_reorder: Switch = field(default_factory=Switch)

@@ -22,6 +22,7 @@ LATER_ADDITIONS: dict[str, str] = {
     "InventorySetQuantitiesUserErrorCode.IDEMPOTENCY_KEY_PARAMETER_MISMATCH": "https://shopify.dev/changelog/posts/adding-idempotency-for-inventory-adjustments-and-refund-mutations",
     "InventoryAdjustQuantitiesUserErrorCode.IDEMPOTENCY_CONCURRENT_REQUEST": "https://shopify.dev/changelog/posts/adding-idempotency-for-inventory-adjustments-and-refund-mutations",
     "InventoryAdjustQuantitiesUserErrorCode.IDEMPOTENCY_KEY_PARAMETER_MISMATCH": "https://shopify.dev/changelog/posts/adding-idempotency-for-inventory-adjustments-and-refund-mutations",
+    "InventoryAdjustQuantitiesUserErrorCode.IDEMPOTENCY_PREVIOUS_ATTEMPT_FAILED": "https://shopify.dev/changelog/posts/adding-idempotency-for-inventory-adjustments-and-refund-mutations",
     "@idempotent": "https://shopify.dev/changelog/posts/adding-idempotency-for-inventory-adjustments-and-refund-mutations",
 }
 

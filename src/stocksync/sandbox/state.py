@@ -498,6 +498,9 @@ class Shop:
         self.jobs: dict[int, Job] = {}
         self.adjustment_groups: dict[int, AdjustmentGroup] = {}
         self.idempotency: dict[tuple[str, str], tuple[str, Any]] = {}
+        # (mutation, key) whose attempt failed: a later request under it is refused with
+        # IDEMPOTENCY_PREVIOUS_ATTEMPT_FAILED ("retry with a new idempotency key")
+        self.failed_idempotency: set[tuple[str, str]] = set()
         self.next_order_number = 1001
         self.publications = [
             Publication(ids(), "Online Store"),

@@ -264,8 +264,43 @@ ledger = Table(
     Column("idempotency_key", String(128), nullable=False),
     _ts("created_at", nullable=False),
     _ts("applied_at"),
+    # The batch this row is sent in (ledger_batches.id), fixed before the platform call; a
+    # row keeps status 'pending' until its batch is applied.
+    Column("batch_id", BigInteger, nullable=True),
     UniqueConstraint("destination_store_id", "kind", "natural_key", name="uq_ledger_natural"),
     Index("ix_ledger_pending", "status", "root_store_id"),
+    Index("ix_ledger_batch", "batch_id"),
+)
+
+# Ledger rows sent to one root source in one adjustment call. Recorded before the call, with
+# its idempotency key, so that a retry or a crash resends exactly the same changes under the
+# same key. ``key_seed`` is a random UUID; the key is derived from it and ``attempt``, which
+# moves on only when the platform says an attempt under the current key failed.
+ledger_batches = Table(
+    "ledger_batches",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("root_store_id", ForeignKey("stores.id", ondelete="CASCADE"), nullable=False),
+    Column("key_seed", String(64), nullable=False),
+    Column("attempt", Integer, nullable=False, server_default=text("0")),
+    Column("idempotency_key", String(128), nullable=False),
+    # open (to send), applied, split (refused for one of its rows), failed (its one row set
+    # aside)
+    Column("status", String(16), nullable=False, server_default=text("'open'")),
+    _ts("created_at", nullable=False),
+    _ts("applied_at"),
+    UniqueConstraint("idempotency_key", name="uq_ledger_batches_idempotency_key"),
+    Index("ix_ledger_batches_open", "root_store_id", "status"),
+)
+
+# Orders a backfill found changed and handed to ``sync_order``: kept until the order's state
+# is applied, so that a sync given up (its store unreachable too long) is scheduled again.
+orders_to_sync = Table(
+    "orders_to_sync",
+    metadata,
+    Column("store_id", ForeignKey("stores.id", ondelete="CASCADE"), primary_key=True),
+    Column("order_id", String(255), primary_key=True),
+    _ts("created_at", nullable=False),
 )
 
 # Embedded job queue (SQLite); PostgreSQL uses procrastinate's own tables instead.

@@ -15,7 +15,10 @@ Shopify relies on (Admin GraphQL, default version 2026-10):
   location's ``isActive`` is read before activating anything (``inventoryActivate``);
 * ``inventoryAdjustQuantities`` with ``@idempotent(key:)``: the same key and input answer
   the first result again; the same key with another input is
-  ``IDEMPOTENCY_KEY_PARAMETER_MISMATCH``;
+  ``IDEMPOTENCY_KEY_PARAMETER_MISMATCH``; ``ADJUST_QUANTITIES_FAILED`` and
+  ``SERVICE_UNAVAILABLE`` mean "try again" (transient); ``IDEMPOTENCY_PREVIOUS_ATTEMPT_FAILED``
+  means the key's earlier attempt failed and the same change needs a new key. One mutation
+  takes up to 250 changes and applies all or none;
 * ``LineItem.quantity`` counts every unit ordered *including* refunded and removed (edited
   out) units; ``currentQuantity`` *excludes* both. Units ordered after edits, refunds not
   subtracted (the engine's convention), are therefore ``currentQuantity`` plus the units
@@ -46,6 +49,8 @@ import httpx
 
 from stocksync.domain.ports import (
     IdempotencyConflictError,
+    IdempotencyKeySpentError,
+    LevelAdjustment,
     LevelWrite,
     LocationInactiveError,
     OrderLine,
@@ -64,6 +69,7 @@ from stocksync.domain.ports import (
 )
 from stocksync.platforms.shopify.bulk import BulkOperations
 from stocksync.platforms.shopify.client import (
+    GraphQLErrors,
     QueryCostExceededError,
     RetryPolicy,
     ShopifyClient,
@@ -77,6 +83,10 @@ from stocksync.platforms.shopify.versions import DEFAULT_VERSION, require_safe
 MAX_BATCH = 250  # Shopify's limit on input arrays
 STALE_CODES = frozenset({"CHANGE_FROM_QUANTITY_STALE", "COMPARE_QUANTITY_STALE"})
 NOT_STOCKED = "ITEM_NOT_STOCKED_AT_LOCATION"
+# inventoryAdjustQuantities user errors that mean "nothing applied, try again"
+TRY_AGAIN_CODES = frozenset({"ADJUST_QUANTITIES_FAILED", "SERVICE_UNAVAILABLE"})
+# The key's earlier attempt failed: Shopify asks for a new key (see implementing-idempotency)
+PREVIOUS_ATTEMPT_FAILED = "IDEMPOTENCY_PREVIOUS_ATTEMPT_FAILED"
 RESTOCKING_TYPES = frozenset({"RETURN", "CANCEL", "LEGACY_RESTOCK"})
 PRODUCT_STATUSES = frozenset({"ACTIVE", "DRAFT", "ARCHIVED"})
 WEIGHT_UNITS = {
@@ -344,14 +354,28 @@ class ShopifyPlatform:
     async def adjust_level(
         self, item_id: str, location_id: str, delta: int, idempotency_key: str
     ) -> None:
+        await self.adjust_levels([LevelAdjustment(item_id, location_id, delta)], idempotency_key)
+
+    async def adjust_levels(self, changes: Sequence[LevelAdjustment], idempotency_key: str) -> None:
+        """One ``inventoryAdjustQuantities`` with every change (at most 250): Shopify applies
+        all of them or none."""
         if not idempotency_key:
             raise UserErrors("an idempotency key is required", ["INVALID_IDEMPOTENCY_KEY"])
+        if len(changes) > MAX_BATCH:
+            raise UserErrors(
+                f"{len(changes)} changes in one adjustment; at most {MAX_BATCH}", ["INVALID_INPUT"]
+            )
+        if not changes:
+            return
         try:
-            change: dict[str, Any] = {
-                "delta": delta,
-                "inventoryItemId": to_gid("InventoryItem", item_id),
-                "locationId": to_gid("Location", location_id),
-            }
+            input_changes: list[dict[str, Any]] = [
+                {
+                    "delta": c.delta,
+                    "inventoryItemId": to_gid("InventoryItem", c.item_id),
+                    "locationId": to_gid("Location", c.location_id),
+                }
+                for c in changes
+            ]
         except InvalidIdError as exc:
             raise UserErrors(str(exc), ["INVALID_INVENTORY_ITEM"]) from None
         input_: dict[str, Any] = {
@@ -359,14 +383,21 @@ class ShopifyPlatform:
             "reason": self.reason,
             "referenceDocumentUri": f"stocksync://{quote(self.shop_domain)}/adjustments/"
             + quote(idempotency_key, safe=""),
-            "changes": [change],
+            "changes": input_changes,
         }
-        change["changeFromQuantity"] = None  # a relative change: no compare (explicitly)
+        for change in input_changes:
+            change["changeFromQuantity"] = None  # a relative change: no compare (explicitly)
         for _ in range(3):
-            data = await self._run(
-                "inventory_adjust_quantities",
-                {"input": input_, "idempotencyKey": idempotency_key},
-            )
+            try:
+                data = await self._run(
+                    "inventory_adjust_quantities",
+                    {"input": input_, "idempotencyKey": idempotency_key},
+                )
+            except GraphQLErrors as exc:
+                # The same answer may come as a top-level error of the @idempotent directive.
+                if PREVIOUS_ATTEMPT_FAILED in exc.codes:
+                    raise IdempotencyKeySpentError(str(exc)) from exc
+                raise
             errors = list(data["inventoryAdjustQuantities"]["userErrors"])
             if not any(e.get("code") == "IDEMPOTENCY_CONCURRENT_REQUEST" for e in errors):
                 break
@@ -380,8 +411,19 @@ class ShopifyPlatform:
             raise IdempotencyConflictError(
                 f"idempotency key {idempotency_key!r} was used with a different input"
             )
+        if PREVIOUS_ATTEMPT_FAILED in codes:
+            raise IdempotencyKeySpentError(
+                f"{self.shop_domain}: an earlier attempt under idempotency key "
+                f"{idempotency_key!r} failed; send it again under a new key"
+            )
+        if codes & TRY_AGAIN_CODES and codes <= TRY_AGAIN_CODES:
+            # Shopify's own "try again": nothing was applied, and the change is still wanted.
+            raise TransientPlatformError(
+                f"{self.shop_domain}: inventoryAdjustQuantities asked to try again: "
+                + "; ".join(str(e.get("message")) for e in errors)
+            )
         if NOT_STOCKED in codes:
-            await self._require_active([location_id])
+            await self._require_active({c.location_id for c in changes})
         raise _user_errors("inventoryAdjustQuantities", errors)
 
     # ============================================================================ products

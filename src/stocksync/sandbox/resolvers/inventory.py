@@ -12,6 +12,7 @@ from stocksync.sandbox.resolvers.common import (
     connection,
     ctx,
     field_resolver,
+    idempotency_key,
     idempotent,
     user_error,
 )
@@ -414,8 +415,38 @@ def _adjust_quantities(info: Info, input: dict[str, Any]) -> dict[str, Any]:
     return _payload([], group)
 
 
+# The fault answering Shopify's documented "try again" code of inventoryAdjustQuantities.
+_TRY_AGAIN = (
+    (
+        "adjust_failed",
+        "ADJUST_QUANTITIES_FAILED",
+        "The quantities couldn't be adjusted. Try again.",
+    ),
+)
+PREVIOUS_ATTEMPT_FAILED_MESSAGE = (
+    "A previous request with this idempotency key failed. Retry with a new idempotency key."
+)
+
+
 @field_resolver("Mutation", "inventoryAdjustQuantities")
 def inventory_adjust_quantities(_: Any, info: Info, input: dict[str, Any]) -> Any:
+    shop = ctx(info).shop
+    key = idempotency_key(info)
+    record_key = (info.field_name, key) if key is not None else None
+    if record_key is not None and record_key in shop.failed_idempotency:
+        return _payload(
+            [
+                ShopError(
+                    PREVIOUS_ATTEMPT_FAILED_MESSAGE, "IDEMPOTENCY_PREVIOUS_ATTEMPT_FAILED", None
+                )
+            ]
+        )
+    faults = ctx(info).sandbox.faults_of(shop)
+    for switch, code, message in _TRY_AGAIN:
+        if faults.take(switch):
+            if record_key is not None:
+                shop.failed_idempotency.add(record_key)
+            return _payload([ShopError(message, code, None)])
     return idempotent(info, input, lambda: _adjust_quantities(info, input), _mismatch)
 
 
