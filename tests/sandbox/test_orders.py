@@ -136,3 +136,65 @@ async def test_cancel_errors(admin: Admin) -> None:
     assert data["orderCancel"]["orderCancelUserErrors"] == [
         {"code": "NOT_FOUND", "message": "Order does not exist"}
     ]
+
+
+REFUND_MONEY = """
+mutation($input: RefundInput!) {
+  refundCreate(input: $input) {
+    refund { id }
+    order { displayFinancialStatus fullyPaid }
+    userErrors { field message }
+  }
+}"""
+
+
+async def test_a_deposit_refunded_in_money_is_partially_refunded_and_never_fully_paid(
+    admin: Admin,
+) -> None:
+    """A deposit (a sale of part of the total at checkout), then money given back without
+    any line: Shopify's "partially refunded" (less refunded than was paid), yet never paid."""
+    loc = (await location_ids(admin))[0]
+    variant = (await make_product(admin, "Pen", ["PEN-1"], {loc: 50}))[0]
+    data = await admin.data(
+        ORDER_CREATE,
+        {
+            "order": {
+                "lineItems": [
+                    {
+                        "variantId": variant["id"],
+                        "quantity": 3,
+                        "priceSet": {"shopMoney": {"amount": "10.00", "currencyCode": "USD"}},
+                    }
+                ],
+                "financialStatus": "PARTIALLY_PAID",
+                "transactions": [
+                    {
+                        "kind": "SALE",
+                        "gateway": "manual",
+                        "amountSet": {"shopMoney": {"amount": "5.00", "currencyCode": "USD"}},
+                    }
+                ],
+            },
+            "options": {"inventoryBehaviour": "DECREMENT_OBEYING_POLICY"},
+        },
+    )
+    order = data["orderCreate"]["order"]
+    assert order["displayFinancialStatus"] == "PARTIALLY_PAID"
+    money = {"orderId": order["id"], "kind": "REFUND", "gateway": "manual"}
+    too_much = await admin.data(
+        REFUND_MONEY,
+        {"input": {"orderId": order["id"], "transactions": [{**money, "amount": "6.00"}]}},
+    )
+    assert too_much["refundCreate"]["refund"] is None
+    assert too_much["refundCreate"]["userErrors"]
+    refunded = await admin.data(
+        REFUND_MONEY,
+        {"input": {"orderId": order["id"], "transactions": [{**money, "amount": "2.00"}]}},
+    )
+    assert refunded["refundCreate"]["userErrors"] == []
+    assert refunded["refundCreate"]["order"] == {
+        "displayFinancialStatus": "PARTIALLY_REFUNDED",
+        "fullyPaid": False,
+    }
+    nothing = await admin.data(REFUND_MONEY, {"input": {"orderId": order["id"]}})
+    assert nothing["refundCreate"]["userErrors"]

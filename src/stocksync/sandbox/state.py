@@ -777,7 +777,10 @@ class Shop:
         tags: list[str] | None = None,
         note: str | None = None,
         currency: str = "USD",
+        received: Decimal | None = None,
     ) -> Order:
+        """``received``: money taken at checkout (its successful sale and capture
+        transactions); by default the whole total for a paid order and nothing otherwise."""
         t = self.now()
         order = Order(
             self.ids(),
@@ -841,10 +844,15 @@ class Shop:
                     ["order", "lineItems", str(index)],
                 )
             claims.append((line, level, quantity))
-        if financial_status == "PAID":
+        if received is not None:
+            order.received = received
+        elif financial_status == "PAID":
             order.received = order.current_total_price
         self.next_order_number += 1
-        order.fully_paid = financial_status == "PAID"
+        # Order.fullyPaid: a paid order, or one whose checkout took its whole total.
+        order.fully_paid = financial_status == "PAID" or (
+            order.received > 0 and order.received >= order.current_total_price
+        )
         self.orders[order.id] = order
         for line, level, quantity in claims:
             self._claim(line, level, quantity)
@@ -1011,9 +1019,12 @@ class Shop:
         *,
         emit_order_update: bool = True,
         pay_back: bool = True,
+        money: Decimal | None = None,
     ) -> Refund:
         """Refund lines; with `pay_back`, their value goes back to the customer, up to what
-        was received and not yet refunded (a cancellation without refund only restocks)."""
+        was received and not yet refunded (a cancellation without refund only restocks).
+        ``money``: the amount of the refund's transactions, when the merchant gives it (a
+        refund of money alone has no lines), instead of the lines' value."""
         refund = Refund(self.ids(), order.id, self.now(), note, [])
         planned: list[tuple[LineItem, int, str, int | None]] = []
         pending: dict[int, tuple[int, int]] = {}  # line id -> (unfulfilled used, fulfilled used)
@@ -1083,12 +1094,34 @@ class Shop:
                 )
             )
         if pay_back:
-            value = sum((Decimal(rl.subtotal) for rl in refund.lines), Decimal(0))
-            refund.amount = min(value, order.received - order.refunded_amount)
+            available = order.received - order.refunded_amount
+            if money is None:
+                # The lines' value, up to what was paid and not yet given back.
+                refund.amount = min(
+                    sum((Decimal(rl.subtotal) for rl in refund.lines), Decimal(0)), available
+                )
+            elif money > available:
+                raise ShopError(
+                    f"Refund amount {money} exceeds the refundable amount {available}.",
+                    None,
+                    ["transactions"],
+                )
+            else:
+                refund.amount = money
             if refund.amount > 0:
                 refund.transaction_id = self.ids()
         order.refunds.append(refund)
-        if all(li.current_quantity == 0 for li in order.line_items):
+        if refund.amount > 0 and order.financial_status in (
+            "PAID",
+            "PARTIALLY_PAID",
+            "PARTIALLY_REFUNDED",
+        ):
+            # Shopify: refunded less than was paid is partially refunded, all of it refunded
+            # (a deposit's money refunded too: it was never paid in full).
+            order.financial_status = (
+                "REFUNDED" if order.refunded_amount >= order.received else "PARTIALLY_REFUNDED"
+            )
+        elif all(li.current_quantity == 0 for li in order.line_items):
             order.financial_status = (
                 "REFUNDED" if order.financial_status == "PAID" else order.financial_status
             )

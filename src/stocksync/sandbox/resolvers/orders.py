@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from decimal import Decimal
 from typing import Any
 
 from graphql import GraphQLResolveInfo
@@ -398,8 +399,17 @@ def order_create(
                 }
             ],
         }
+    received: Decimal | None = None
+    if order.get("transactions"):
+        received = Decimal(0)
+        for t in order["transactions"]:
+            if t.get("kind", "SALE") in ("SALE", "CAPTURE") and t.get("status", "SUCCESS") == (
+                "SUCCESS"
+            ):
+                received += Decimal(str(t["amountSet"]["shopMoney"]["amount"]))
     try:
         created = shop.create_order(
+            received=received,
             lines=lines,
             financial_status=order.get("financialStatus") or "PENDING",
             inventory_behaviour=(options or {}).get("inventoryBehaviour") or "BYPASS",
@@ -509,8 +519,22 @@ def _refund_create(info: Info, input: dict[str, Any]) -> dict[str, Any]:
                 "location_id": location,
             }
         )
+    money: Decimal | None = None
+    if input.get("transactions"):
+        money = sum(
+            (Decimal(str(t["amount"])) for t in input["transactions"] if t["kind"] == "REFUND"),
+            Decimal(0),
+        )
+    if not lines and not money:
+        return {
+            "order": None,
+            "refund": None,
+            "userErrors": [
+                {"field": None, "message": "Refund must include line items or an amount"}
+            ],
+        }
     try:
-        created = shop.refund(found, lines, input.get("note"))
+        created = shop.refund(found, lines, input.get("note"), money=money)
     except ShopError as exc:
         return {"order": None, "refund": None, "userErrors": [user_error(exc)]}
     return {"order": found, "refund": created, "userErrors": []}
