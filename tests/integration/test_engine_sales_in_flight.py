@@ -7,7 +7,7 @@ that a level shown for a moment (not only the end state) is checked."""
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -53,11 +53,11 @@ def _record_writes(shop: MemoryStore) -> list[tuple[str, int]]:
     writes: list[tuple[str, int]] = []
     original = shop.set_levels
 
-    async def recording(batch: list[LevelWrite]) -> SetOutcome:
+    async def recording(batch: Sequence[LevelWrite]) -> SetOutcome:
         writes.extend((w.item_id, w.quantity) for w in batch)
         return await original(batch)
 
-    shop.set_levels = recording  # type: ignore[method-assign]
+    shop.set_levels = recording  # type: ignore[method-assign,assignment]
     return writes
 
 
@@ -69,7 +69,7 @@ async def _setup(
 ) -> Clock:
     clock = Clock()
     h.rt.clock = clock
-    h.rt.sale_grace = GRACE  # type: ignore[attr-defined]
+    h.rt.sale_grace = GRACE
     await h.add_store("source", "source")
     h.shop("source").add_product("Tee", ["TEE"], available=available)
     for name in destinations:

@@ -26,7 +26,7 @@ from stocksync.domain.orders import (
     restock_units,
 )
 from stocksync.domain.ports import AuthError, OrderSnapshot, PermanentPlatformError, Refund
-from stocksync.engine import crash, schedule
+from stocksync.engine import crash, sales, schedule
 from stocksync.engine.inventory import mark_source_dirty, shared_locations
 from stocksync.engine.records import StoreRecord, find_store, load_store
 from stocksync.engine.runtime import Runtime
@@ -290,6 +290,7 @@ async def apply_snapshot(
         )
     for refund in snapshot.refunds:
         written += await apply_refund(rt, conn, store, snapshot.id, refund)
+    await sales.follow_order(rt, conn, store, snapshot)
     return written
 
 
