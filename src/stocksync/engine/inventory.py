@@ -556,11 +556,17 @@ def _retarget(
     raw: dict[str, int],
     shortfall: dict[str, sale_rules.Shortfall],
     holding: dict[str, datetime],
+    reported_only: dict[str, int],
     item: str,
     before: int | None,
     level: int | None,
 ) -> int:
-    """An item's target again after a stale compare found ``level`` there."""
+    """An item's target again after a stale compare found ``level`` there. A decrease is
+    counted from the lower of the compare value and, when that came from a report only, the
+    level we last wrote: a late report must not pass for a sale."""
+    written = reported_only.pop(item, None)
+    if before is not None and written is not None:
+        before = min(before, written)
     _observe(shortfall, item, raw[item], before, level, rt.clock())
     shown = sale_rules.to_show(raw[item], shortfall[item], rt.clock(), rt.sale_grace)
     shortfall[item] = shown.shortfall
@@ -683,6 +689,13 @@ async def flush_destination(rt: Runtime, connection_id: int) -> int:
             if p.unconfirmed and p.item_id not in must_read and p.item_id not in holding
         }
         changed = {i: t for i, t in targets.items() if known.get(i) != t or i in unconfirmed}
+        # Compare values that only a report gave (it may be late): what we wrote there last
+        # is as good a guess of what the destination showed.
+        reported_only = {
+            p.item_id: p.last_written
+            for p in work
+            if p.item_id in unconfirmed and p.last_written is not None
+        }
         drift = {i: (f, changed[i]) for i, f in found.items() if i in changed}
         if changed:
             await _note_writing(rt, dest.id, location, changed)
@@ -694,7 +707,7 @@ async def flush_destination(rt: Runtime, connection_id: int) -> int:
                 location,
                 changed,
                 known,
-                partial(_retarget, rt, raw, shortfall, holding),
+                partial(_retarget, rt, raw, shortfall, holding, reported_only),
             )
         except LocationInactiveError as exc:
             async with rt.db.begin() as conn:
