@@ -17,6 +17,7 @@ from showing units that are gone:
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -130,13 +131,18 @@ def order_units(
 ) -> dict[str, LineUnits]:
     """Per linked line: what an order's snapshot takes off its destination, and what of it is
     held there. A counted order's units are in the ledger instead; a cancelled, voided or
-    expired one holds nothing (a restock gives its units back at the destination)."""
+    expired one holds nothing. Units a refund restocked are back at the destination."""
     linked = set(linked_lines)
     ended = snapshot.cancelled or snapshot.financial_status.strip().lower() in ENDED_STATUSES
+    restocked: dict[str, int] = defaultdict(int)
+    for refund in snapshot.refunds:
+        for rl in refund.lines:
+            if rl.restock and rl.quantity > 0:
+                restocked[rl.line_id] += rl.quantity
     result: dict[str, LineUnits] = {}
     for line in snapshot.lines:
         if line.id not in linked or line.quantity < 0:
             continue
-        held = 0 if counted or ended else line.quantity
-        result[line.id] = LineUnits(held=held, taken=line.quantity)
+        taken = max(0, line.quantity - restocked[line.id])
+        result[line.id] = LineUnits(held=0 if counted or ended else taken, taken=taken)
     return result
