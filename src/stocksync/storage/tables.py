@@ -280,6 +280,8 @@ ledger = Table(
     _ts("applied_at"),
     UniqueConstraint("destination_store_id", "kind", "natural_key", name="uq_ledger_natural"),
     Index("ix_ledger_pending", "status", "root_store_id"),
+    # Sales of an item not in its source level yet (engine/sales.py), looked up per flush.
+    Index("ix_ledger_root_item", "root_store_id", "root_item_id"),
 )
 
 # Embedded job queue (SQLite); PostgreSQL uses procrastinate's own tables instead.

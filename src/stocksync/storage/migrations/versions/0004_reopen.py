@@ -61,9 +61,11 @@ def upgrade() -> None:
         ),
     )
     op.create_index("ix_order_holds_link", "order_holds", ["variant_link_id"])
+    op.create_index("ix_ledger_root_item", "ledger", ["root_store_id", "root_item_id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_ledger_root_item", table_name="ledger")
     op.drop_index("ix_order_holds_link", table_name="order_holds")
     op.drop_table("order_holds")
     with op.batch_alter_table("sync_state") as batch:
