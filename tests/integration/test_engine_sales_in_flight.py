@@ -211,3 +211,16 @@ async def test_reconciliation_while_a_sale_is_pending_pushes_the_post_sale_level
     await apply_ledger(h.rt, h.stores["source"].id)
     await h.settle()
     assert (h.level("source", "TEE"), h.level("d1", "TEE"), h.level("d2", "TEE")) == (7, 7, 7)
+
+
+async def test_the_end_of_the_grace_alone_sets_a_manual_decrease_back(h: Harness) -> None:
+    """No reconciliation, no other change: the job scheduled for the end of the grace does it
+    (a grace shorter than the queue's drain horizon, so that draining runs that job)."""
+    await _setup(h, available=10, destinations=("d1",))
+    h.rt.sale_grace = timedelta(seconds=0.2)
+    d1 = h.shop("d1")
+    writes = _record_writes(d1)
+    d1.set_available(d1.variant_by_sku("TEE").item_id, d1.primary_location_id, 3)
+    await h.settle()
+    assert h.level("d1", "TEE") == 10
+    assert [q for _, q in writes] == [10]  # set back in one write, nothing in between
