@@ -30,6 +30,10 @@ class Settings(BaseSettings):
     # At most one batch of writes per destination per interval: a busy source costs each
     # destination one call per interval, however many variants change.
     flush_interval_ms: int = Field(default=1000, ge=0, le=60_000)
+    # How long a destination decrease that no order explains yet is left as it is before it
+    # is taken for a manual change and set back (the order webhooks of a checkout normally
+    # arrive within seconds of its level report).
+    sale_grace_seconds: float = Field(default=60.0, ge=0, le=3600)
     job_lease_seconds: float = Field(default=30.0, gt=0)
     job_max_attempts: int = Field(default=8, ge=1, le=50)
     # procrastinate (PostgreSQL): a worker silent for job_stalled_seconds is presumed dead and

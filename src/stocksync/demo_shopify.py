@@ -52,6 +52,7 @@ from stocksync.storage.tables import (
     inbox,
     ledger,
     locations,
+    order_holds,
     source_dirty,
     stores,
     variant_links,
@@ -353,14 +354,19 @@ class World:
         return table
 
     @staticmethod
-    def differences(snapshot: Mapping[str, Mapping[str, int]]) -> list[str]:
+    def differences(
+        snapshot: Mapping[str, Mapping[str, int]],
+        held: Mapping[tuple[str, str], int] | None = None,
+    ) -> list[str]:
+        """``held``: (SKU, destination) -> units of that destination's unpaid orders, which it
+        keeps off its level until they count or end (B24)."""
         out = []
         for sku, row in sorted(snapshot.items()):
-            # B20 with no buffer: a destination shows the source's level, never below zero.
-            expected = max(0, row[SOURCE])
             for name in DESTINATIONS:
+                # B20 with no buffer: a destination shows the source's level, never below zero.
+                expected = max(0, row[SOURCE] - (held or {}).get((sku, name), 0))
                 if name in row and row[name] != expected:
-                    out.append(f"{sku}: {name} shows {row[name]}, source has {expected}")
+                    out.append(f"{sku}: {name} shows {row[name]}, source implies {expected}")
         return out
 
     def table(self, snapshot: Mapping[str, Mapping[str, int]], caption: str) -> Table:
@@ -382,6 +388,19 @@ class World:
                     cells.append(f"[yellow]{value}[/yellow]")
             table.add_row(*cells)
         return table
+
+
+async def held_units(app: App) -> dict[tuple[str, str], int]:
+    """(SKU, destination) -> units its unpaid orders hold (engine/sales.py)."""
+    async with app.db.connect() as conn:
+        rows = await conn.execute(
+            select(variant_links.c.sku, stores.c.name, func.sum(order_holds.c.held))
+            .join(variant_links, variant_links.c.id == order_holds.c.variant_link_id)
+            .join(stores, stores.c.id == order_holds.c.destination_store_id)
+            .where(order_holds.c.held > 0)
+            .group_by(variant_links.c.sku, stores.c.name)
+        )
+        return {(r[0], r[1]): int(r[2]) for r in rows}
 
 
 async def outstanding(app: App) -> int:
@@ -821,7 +840,7 @@ async def _play(
         while time.monotonic() < deadline:
             procs.check()
             snapshot = await world.snapshot()
-            diffs = World.differences(snapshot)
+            diffs = World.differences(snapshot, await held_units(app))
             pending = await outstanding(app)
             live.update(
                 world.table(snapshot, f"settling: {len(diffs)} differences, {pending} pending")
@@ -846,7 +865,7 @@ async def _play(
         "merchant activity: "
         + ", ".join(f"{n} {a}" for a, n in sorted(day.counters.actions.items()))
     )
-    diffs = World.differences(snapshot)
+    diffs = World.differences(snapshot, await held_units(app))
     if agreed < 3:
         console.print(f"[red]stores do not agree within {DEADLINE_SECONDS:.0f} s:[/red]")
         for line in diffs or ["levels agree but work is still pending"]:

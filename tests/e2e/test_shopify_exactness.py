@@ -12,6 +12,9 @@ sequences that used to lose, double or re-sell units, each on its own SKU:
   while on a paid-only connection. A watcher reading the destination every 100 ms never sees
   the sold-out variant above 0; once paid, the source and every other destination go down
   (B24).
+- deposit: a partially paid order (a deposit taken at checkout) gets money back without any
+  line, which Shopify shows as partially refunded; on a paid-only connection it was never paid
+  in full, so it never counts (B15); its units stay held on the destination that sold them.
 - outage: the source is unreachable for longer than the job applying a sale may retry; once
   it answers again the periodic job applies the sale, exactly once (B17).
 """
@@ -52,6 +55,13 @@ WITHIN = 45.0
 
 pytestmark = pytest.mark.timeout(300)
 
+REFUND_MONEY = """
+mutation($input: RefundInput!) {
+  refundCreate(input: $input) {
+    order { displayFinancialStatus }
+    userErrors { field message }
+  }
+}"""
 PRODUCT_SET = """
 mutation($input: ProductSetInput!) {
   productSet(input: $input, synchronous: true) {
@@ -133,7 +143,7 @@ async def test_old_orders_sold_out_stock_and_an_outage_stay_exact(stack: Stack) 
         start[sku] = sum(start_read[numeric_id(item)].values())
     # Most stock first: the checkout buys out a variant that has units to sell.
     skus = sorted(start, key=lambda s: (-start[s], s))
-    checkout_sku, history_sku, outage_sku = skus[0], skus[1], skus[2]
+    checkout_sku, history_sku, outage_sku, deposit_sku = skus[0], skus[1], skus[2], skus[3]
     assert start[checkout_sku] > 0
     assert start[outage_sku] >= 2
 
@@ -237,6 +247,44 @@ async def test_old_orders_sold_out_stock_and_an_outage_stay_exact(stack: Stack) 
     assert (await source_levels(stack))[checkout_sku] == 0
     assert await ledger_of(stack, SOUTH, checkout) == [(-units, "applied")]
 
+    # --- deposit: partially paid, then money back without a line; never paid in full -------
+    deposit = await m.gql(
+        NORTH,
+        ORDER_CREATE,
+        {
+            "order": {
+                "lineItems": [{"variantId": variants[NORTH][deposit_sku][0], "quantity": 1}],
+                "financialStatus": "PARTIALLY_PAID",
+                "email": "buyer@example.com",
+                "transactions": [
+                    {
+                        "kind": "SALE",
+                        "gateway": "manual",
+                        "amountSet": {"shopMoney": {"amount": "0.01", "currencyCode": "USD"}},
+                    }
+                ],
+            },
+            "options": {"inventoryBehaviour": "DECREMENT_IGNORING_POLICY"},
+        },
+    )
+    deposit_id = str(deposit["orderCreate"]["order"]["id"])
+    refunded = await m.gql(
+        NORTH,
+        REFUND_MONEY,
+        {
+            "input": {
+                "orderId": deposit_id,
+                "transactions": [
+                    {"orderId": deposit_id, "kind": "REFUND", "gateway": "manual", "amount": "0.01"}
+                ],
+            }
+        },
+    )
+    assert refunded["refundCreate"]["order"]["displayFinancialStatus"] == "PARTIALLY_REFUNDED"
+    await stack.settle(WITHIN)
+    assert await ledger_of(stack, NORTH, deposit_id) == [], "a deposit counted as paid"
+    assert (await source_levels(stack))[deposit_sku] == start[deposit_sku]
+
     # --- outage: the sale's job gives up; the periodic job applies it later ----------------
     await m.faults(SOURCE, unreachable=True)
     sale = await order(
@@ -266,7 +314,11 @@ async def test_old_orders_sold_out_stock_and_an_outage_stay_exact(stack: Stack) 
     levels = await stack.levels()
     assert levels[SOURCE] == expected
     for name in DESTINATIONS:
-        assert levels[name] == {sku: max(0, level) for sku, level in expected.items()}
+        # The deposit order is open: its unit stays held where it was sold.
+        held = {deposit_sku: 1} if name == NORTH else {}
+        assert levels[name] == {
+            sku: max(0, level - held.get(sku, 0)) for sku, level in expected.items()
+        }
 
 
 async def _after(instant: float) -> bool:

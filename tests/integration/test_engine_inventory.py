@@ -4,6 +4,7 @@ corrections, the safety buffer, reconciliation and pausing (B4, B14, B18, B19, B
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
 
 import pytest
 
@@ -61,6 +62,7 @@ async def test_level_changed_after_our_last_read_is_a_stale_compare_resolved_to_
     h: Harness,
 ) -> None:
     await _setup(h)
+    h.rt.sale_grace = timedelta(0)  # a decrease is set back at once (no sale grace)
     src, dest = h.shop("source"), h.shop("dest")
     # A merchant changes the destination and the webhook is lost: what stocksync knows of the
     # level (the 10 it wrote) is out of date when it next writes.
@@ -77,6 +79,7 @@ async def test_level_changed_after_our_last_read_is_a_stale_compare_resolved_to_
 
 async def test_level_changed_between_read_and_write_is_resolved_to_source(h: Harness) -> None:
     await _setup(h)
+    h.rt.sale_grace = timedelta(0)  # a decrease is set back at once (no sale grace)
     dest = h.shop("dest")
     item = _item(dest, "TEE-S")
     # A customer takes 2 units just after stocksync reads the level and before it writes.
@@ -140,6 +143,7 @@ async def test_safety_buffer_shows_source_minus_buffer_never_below_zero(h: Harne
 
 async def test_reconciliation_repairs_a_lost_webhook_and_reports_it(h: Harness) -> None:
     await _setup(h)
+    h.rt.sale_grace = timedelta(0)  # a decrease is set back at once (no sale grace)
     dest = h.shop("dest")
     item = _item(dest, "TEE-M")
     dest.set_available(item, dest.primary_location_id, 1)

@@ -130,6 +130,7 @@ async def test_a_destination_change_is_set_back_with_the_reported_level_as_compa
     h: Harness,
 ) -> None:
     await _setup(h)
+    h.rt.sale_grace = timedelta(0)  # a decrease is set back at once (no sale grace)
     dest = h.shop("dest")
     dest.set_available(_item(dest, "TEE-S"), dest.primary_location_id, 3)  # a merchant
     h.world.take_outbox()

@@ -32,7 +32,7 @@ from stocksync.domain.events import (
     RefundSeen,
 )
 from stocksync.domain.levels import plausible_quantity
-from stocksync.engine import crash, lifecycle, schedule
+from stocksync.engine import crash, lifecycle, sales, schedule
 from stocksync.engine import levels_reported as reported
 from stocksync.engine.inventory import mark_pending, mark_source_dirty
 from stocksync.engine.levels_reported import Report
@@ -294,11 +294,14 @@ class _Batch:
                     handled.add(inbox_id)
         dests = [(s, i, e) for s, i, e in levels if s.is_destination]
         pending: dict[tuple[int, int, int], bool] = {}
+        seen: list[tuple[int, sales.Observation]] = []
         if dests:
-            handled |= await self._destination_levels(dests, reports, pending)
+            handled |= await self._destination_levels(dests, reports, pending, seen)
         # Every transaction takes these rows in one order: sync_state, source_dirty,
         # flush_pending (and each table in key order): PostgreSQL deadlocks otherwise.
         await reported.record_reports(self.conn, reports, self.rt.clock())
+        # In the platform's order of the changes, so that each decrease is from the last.
+        await sales.observe(self.rt, self.conn, [o for _, o in sorted(seen, key=lambda x: x[0])])
         for store_id, marks in sorted(dirty.items()):
             await mark_source_dirty(
                 self.rt,
@@ -340,14 +343,17 @@ class _Batch:
         dests: list[tuple[StoreRecord, int, LevelChanged]],
         reports: list[tuple[int, Report]],
         pending: dict[tuple[int, int, int], bool],
+        seen: list[tuple[int, sales.Observation]],
     ) -> set[int]:
         """Our own write coming back (an echo) is recognised by comparing with the level we
         last wrote, or are writing; anything else (a sale, a manual change) schedules the
         variant to be set back to the source's level (B15, B18). A report newer than the last
         one recorded is taken as the destination's level, unconfirmed: the compare value of
         the next write, which is made even if the level equals the target (a wrong one only
-        costs a failed compare and a read); an older one is stale and ignored. Fills
-        ``reports`` and ``pending`` (link -> whether the level must be read first)."""
+        costs a failed compare and a read); an older one is stale and ignored. A decrease
+        that no order explains yet is held, not set back at once (engine/sales.py). Fills
+        ``reports``, ``pending`` (link -> whether the level must be read first) and ``seen``
+        (the levels taken, with their time of change)."""
         by_pair = await _destination_links(self.conn, {(s.id, e.item_id) for s, _, e in dests})
         handled: set[int] = set()
         for store, inbox_id, ev in dests:
@@ -370,6 +376,19 @@ class _Batch:
                     pending[link] = True
                 elif reported_at is None or report.changed_at > reported_at:
                     pending[link] = pending.get(link, False)
+                    seen.append(
+                        (
+                            report.changed_at,
+                            sales.Observation(
+                                store.id,
+                                ev.item_id,
+                                ev.location_id,
+                                r[1],
+                                last_read,
+                                report.available,
+                            ),
+                        )
+                    )
                 elif report.changed_at == reported_at and report.available != last_read:
                     pending[link] = True  # two reports of one second disagree
                 # else: older than what we know, a stale report

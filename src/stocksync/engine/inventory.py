@@ -18,22 +18,24 @@ to N destinations at (at most) one read plus N writes per batch of changes.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from sqlalchemy import ColumnElement, Table, and_, delete, func, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from stocksync.domain.levels import destination_level, plausible_quantity, shared_total
+from stocksync.domain import sales as sale_rules
+from stocksync.domain.levels import plausible_quantity, shared_total
 from stocksync.domain.ports import (
     LevelWrite,
     LocationInactiveError,
     StorePlatform,
     TransientPlatformError,
 )
-from stocksync.engine import crash, schedule
+from stocksync.engine import crash, sales, schedule
 from stocksync.engine import levels_reported as reported
 from stocksync.engine.records import load_connection, load_store
 from stocksync.engine.runtime import Runtime
@@ -190,6 +192,19 @@ async def links_of_source_items(
     return [(r[0], r[1], r[2], r[3]) for r in rows]
 
 
+async def grace_ended(rt: Runtime, connection_id: int) -> None:
+    """The grace of a held destination decrease ended: flush the connection (its held
+    variants are still pending), at its pace."""
+    async with rt.db.begin() as conn:
+        connection = await load_connection(conn, connection_id)
+        if connection is None:
+            return
+        paced = await _flush_not_before(conn, [connection_id])
+        await schedule.flush_destination(
+            rt, conn, connection_id, connection.destination_store_id, paced.get(connection_id)
+        )
+
+
 # --- refresh_source ---------------------------------------------------------------------------
 
 
@@ -239,20 +254,24 @@ async def refresh_source(rt: Runtime, store_id: int) -> int:
                 )
                 return total
             items = [d[0] for d in dirty]
-            previous = dict(
-                (
-                    await conn.execute(
-                        select(sync_state.c.item_id, sync_state.c.last_read).where(
-                            sync_state.c.store_id == store_id,
-                            sync_state.c.location == SOURCE_LOCATION,
-                            sync_state.c.item_id.in_(items),
-                        )
+            previous_rows = (
+                await conn.execute(
+                    select(
+                        sync_state.c.item_id, sync_state.c.last_read, sync_state.c.read_at
+                    ).where(
+                        sync_state.c.store_id == store_id,
+                        sync_state.c.location == SOURCE_LOCATION,
+                        sync_state.c.item_id.in_(items),
                     )
-                ).all()
-            )
+                )
+            ).all()
+            previous = {r[0]: r[1] for r in previous_rows}
+            previous_read = {r[0]: r[2] for r in previous_rows}
             known = await reported.location_levels(conn, store_id, items, locs)
         to_read = [d[0] for d in dirty if d[2] or reported.known_levels(known, d[0], locs) is None]
         levels: dict[tuple[str, str], int | None] = {}
+        # Sales applied before this instant are in what the read returns (domain/sales.py).
+        read_started = rt.clock()
         if to_read:
             levels = await rt.platforms(store).read_levels(to_read, locs)
             crash.point("refresh.after_read")
@@ -266,7 +285,20 @@ async def refresh_source(rt: Runtime, store_id: int) -> int:
                 now,
             )
             # Again after the reads are stored: a report that arrived meanwhile wins over them.
+            before_read = known
             known = await reported.location_levels(conn, store_id, items, locs)
+            # Items whose level is the read's own: no report (perhaps from before a sale was
+            # applied) replaced it meanwhile.
+            read_items = {
+                i
+                for i in to_read
+                if all(
+                    _reported_at(before_read, i, loc) == _reported_at(known, i, loc) for loc in locs
+                )
+            }
+            shown_now = await sales.newly_shown(
+                conn, store_id, {i: previous_read.get(i) for i in read_items}
+            )
             state_rows: list[dict[str, Any]] = []
             moved: list[str] = []
             bad: list[tuple[str, int]] = []
@@ -290,9 +322,12 @@ async def refresh_source(rt: Runtime, store_id: int) -> int:
                         "last_read": level,
                         "read_version": 1,
                         "updated_at": now,
+                        "read_at": read_started if item in read_items else None,
                     }
                 )
-                if previous.get(item) != level:
+                # A sale the level now shows leaves the target where it was only if the
+                # level moved by as much: look again either way.
+                if previous.get(item) != level or item in shown_now:
                     moved.append(item)
             await upsert(
                 conn,
@@ -303,6 +338,7 @@ async def refresh_source(rt: Runtime, store_id: int) -> int:
                     "last_read": excluded("last_read"),
                     "read_version": sync_state.c.read_version + 1,
                     "updated_at": excluded("updated_at"),
+                    "read_at": lambda s: func.coalesce(s.excluded.read_at, sync_state.c.read_at),
                 },
             )
             for item, level in bad:
@@ -335,6 +371,13 @@ async def refresh_source(rt: Runtime, store_id: int) -> int:
         total += len(done)
         if len(dirty) < rt.batch_size:
             return total
+
+
+def _reported_at(
+    rows: dict[tuple[str, str], reported.LocationLevel], item: str, location: str
+) -> int | None:
+    row = rows.get((item, location))
+    return row.reported_at if row is not None else None
 
 
 # --- flush_destination ------------------------------------------------------------------------
@@ -448,9 +491,12 @@ async def _write_with_cas(
     location: str,
     targets: dict[str, int],
     known: dict[str, int | None],
+    retarget: Callable[[str, int | None, int | None], int] | None = None,
 ) -> tuple[dict[str, int], dict[str, int]]:
     """Bring the destination to ``targets``. Returns (written, observed): the levels we set and
-    the levels we found already right when re-reading after a stale compare."""
+    the levels we found already right when re-reading after a stale compare. ``retarget``
+    (item, level known before, level found) gives an item's target again after a stale
+    compare: what changed it may have been a sale, whose units must not be shown again."""
     written: dict[str, int] = {}
     observed: dict[str, int] = {}
     todo = dict(targets)
@@ -477,13 +523,56 @@ async def _write_with_cas(
         fresh = await platform.read_levels(sorted(todo), [location])
         for i in list(todo):
             now_level = fresh.get((i, location))
+            before = known.get(i)
             known[i] = now_level
+            if retarget is not None:
+                todo[i] = retarget(i, before, now_level)
             if now_level == todo[i]:
                 observed[i] = now_level
                 del todo[i]
     if todo:
         raise StaleLevelsError(f"{len(todo)} levels kept changing during the write; will retry")
     return written, observed
+
+
+def _observe(
+    shortfall: dict[str, sale_rules.Shortfall],
+    item: str,
+    target: int,
+    before: int | None,
+    level: int | None,
+    now: datetime,
+) -> None:
+    """A level read at the destination: a decrease there may be a sale whose order is not
+    known yet (domain/sales.py)."""
+    if level is not None:
+        shortfall[item] = sale_rules.observed(
+            shortfall[item], target=target, previous=before, level=level, now=now
+        )
+
+
+def _retarget(
+    rt: Runtime,
+    raw: dict[str, int],
+    shortfall: dict[str, sale_rules.Shortfall],
+    holding: dict[str, datetime],
+    reported_only: dict[str, int],
+    item: str,
+    before: int | None,
+    level: int | None,
+) -> int:
+    """An item's target again after a stale compare found ``level`` there. A decrease is
+    counted from the lower of the compare value and, when that came from a report only, the
+    level we last wrote: a late report must not pass for a sale."""
+    written = reported_only.pop(item, None)
+    if before is not None and written is not None:
+        before = min(before, written)
+    _observe(shortfall, item, raw[item], before, level, rt.clock())
+    shown = sale_rules.to_show(raw[item], shortfall[item], rt.clock(), rt.sale_grace)
+    shortfall[item] = shown.shortfall
+    if shown.look_again is not None:
+        holding[item] = shown.look_again
+    return shown.level
 
 
 async def _note_writing(rt: Runtime, store_id: int, location: str, targets: dict[str, int]) -> None:
@@ -563,26 +652,63 @@ async def flush_destination(rt: Runtime, connection_id: int) -> int:
                     select(variant_links.c.source_item_id).where(variant_links.c.id.in_(ids))
                 )
                 await mark_source_dirty(rt, conn, connection.source_store_id, [r[0] for r in rows])
-        buffer = connection.settings.safety_buffer
-        work = [p for p in pending if p.active and p.source_level is not None]
-        targets = {p.item_id: destination_level(p.source_level or 0, buffer) for p in work}
+            # The source's level less sales in flight and units held (engine/sales.py).
+            by_link = await sales.link_targets(
+                conn, [p.link_id for p in pending if p.active and p.source_level is not None]
+            )
+            work = [p for p in pending if p.link_id in by_link]
+            short = await sales.shortfalls(conn, dest.id, location, [p.item_id for p in work])
+        raw = {p.item_id: by_link[p.link_id] for p in work}
+        # Items with no level known there yet have no shortfall (nothing seen to go down).
+        stored = {i: short.get(i, sales.Stored(sale_rules.Shortfall(), 0)) for i in raw}
+        shortfall = {i: stored[i].shortfall for i in raw}
         known: dict[str, int | None] = {p.item_id: p.known for p in work}
         must_read = sorted({p.item_id for p in work if p.force_read or p.known is None})
         platform = rt.platforms(dest)
-        drift: dict[str, tuple[int | None, int]] = {}
+        found: dict[str, int | None] = {}
         if must_read:
             fresh = await platform.read_levels(must_read, [location])
             crash.point("flush.after_read")
             for item in must_read:
-                if known.get(item) is not None and fresh.get((item, location)) != known[item]:
-                    drift[item] = (fresh.get((item, location)), targets[item])
-                known[item] = fresh.get((item, location))
-        unconfirmed = {p.item_id for p in work if p.unconfirmed and p.item_id not in must_read}
+                level = fresh.get((item, location))
+                if known.get(item) is not None and level != known[item]:
+                    found[item] = level
+                _observe(shortfall, item, raw[item], known.get(item), level, rt.clock())
+                known[item] = level
+        # A decrease no order explains yet is not raised within the grace (B24).
+        holding: dict[str, datetime] = {}
+        targets: dict[str, int] = {}
+        for item in sorted(raw):
+            shown = sale_rules.to_show(raw[item], shortfall[item], rt.clock(), rt.sale_grace)
+            targets[item], shortfall[item] = shown.level, shown.shortfall
+            if shown.look_again is not None:
+                holding[item] = shown.look_again
+        unconfirmed = {
+            p.item_id
+            for p in work
+            if p.unconfirmed and p.item_id not in must_read and p.item_id not in holding
+        }
         changed = {i: t for i, t in targets.items() if known.get(i) != t or i in unconfirmed}
+        # Compare values that only a report gave (it may be late): what we wrote there last
+        # is as good a guess of what the destination showed.
+        reported_only = {
+            p.item_id: p.last_written
+            for p in work
+            if p.item_id in unconfirmed and p.last_written is not None
+        }
+        drift = {i: (f, changed[i]) for i, f in found.items() if i in changed}
         if changed:
             await _note_writing(rt, dest.id, location, changed)
+
         try:
-            written, observed = await _write_with_cas(rt, platform, location, changed, known)
+            written, observed = await _write_with_cas(
+                rt,
+                platform,
+                location,
+                changed,
+                known,
+                partial(_retarget, rt, raw, shortfall, holding, reported_only),
+            )
         except LocationInactiveError as exc:
             async with rt.db.begin() as conn:
                 await _clear_connection(conn, connection_id)
@@ -604,7 +730,7 @@ async def flush_destination(rt: Runtime, connection_id: int) -> int:
         reported_at = {p.item_id: p.reported_at for p in work}
         async with rt.db.begin() as conn:
             state_rows: list[dict[str, Any]] = []
-            for item, target in sorted(targets.items()):
+            for item in sorted(targets):
                 level = written.get(item, observed.get(item, known.get(item)))
                 if level is None:
                     continue
@@ -615,12 +741,14 @@ async def flush_destination(rt: Runtime, connection_id: int) -> int:
                         "location": location,
                         "last_read": level,
                         "read_version": 1,
-                        "last_written": target if item in written else None,
+                        "last_written": written.get(item),
                         "write_version": 1 if item in written else 0,
                         "writing": None,
                         "unconfirmed": False,
                         "reported_at": reported_at.get(item),
                         "updated_at": now,
+                        "unexplained": stored[item].unexplained(shortfall[item]),
+                        "lowered_at": shortfall[item].since,
                     }
                 )
             # A report taken while we wrote is newer than what we know: it stands (the
@@ -641,6 +769,8 @@ async def flush_destination(rt: Runtime, connection_id: int) -> int:
                     "writing": None,
                     "unconfirmed": False,
                     "updated_at": excluded("updated_at"),
+                    "unexplained": excluded("unexplained"),
+                    "lowered_at": excluded("lowered_at"),
                 },
                 where=untouched,
             )
@@ -654,6 +784,8 @@ async def flush_destination(rt: Runtime, connection_id: int) -> int:
                     "read_version": sync_state.c.read_version + 1,
                     "unconfirmed": False,
                     "updated_at": excluded("updated_at"),
+                    "unexplained": excluded("unexplained"),
+                    "lowered_at": excluded("lowered_at"),
                 },
                 where=untouched,
             )
@@ -661,7 +793,12 @@ async def flush_destination(rt: Runtime, connection_id: int) -> int:
                 # A hub: what we wrote is its stock too, to be sent further down the chain.
                 # (source_dirty before flush_pending, as everywhere: see refresh_source.)
                 await mark_source_dirty(rt, conn, dest.id, sorted(written))
-            await _clear_pending(conn, connection_id, pending)
+            # Held decreases stay pending, looked at again when their grace ends.
+            await _clear_pending(
+                conn, connection_id, [p for p in pending if p.item_id not in holding]
+            )
+            if holding:
+                await schedule.grace_ended(rt, conn, connection_id, min(holding.values()))
             if written:
                 await activity.record(
                     conn,
@@ -686,5 +823,5 @@ async def flush_destination(rt: Runtime, connection_id: int) -> int:
                 )
             crash.point("flush.before_commit")
         written_total += len(written)
-        if len(pending) < rt.batch_size:
+        if len(pending) < rt.batch_size or all(p.item_id in holding for p in pending):
             return written_total

@@ -35,7 +35,7 @@ from stocksync.domain.orders import (
     version_text,
 )
 from stocksync.domain.ports import OrderSnapshot, Refund
-from stocksync.engine import crash, schedule
+from stocksync.engine import crash, sales, schedule
 from stocksync.engine.records import StoreRecord, find_store, load_store
 from stocksync.engine.runtime import Runtime
 from stocksync.storage import activity
@@ -378,6 +378,7 @@ async def apply_snapshot(
         )
     for refund in snapshot.refunds:
         written += await apply_refund(rt, conn, store, snapshot.id, refund)
+    await sales.follow_order(rt, conn, store, snapshot)
     return written
 
 

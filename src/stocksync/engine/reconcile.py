@@ -17,7 +17,8 @@ from typing import Any
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from stocksync.domain.levels import destination_level, plausible_quantity, shared_total
+from stocksync.domain.levels import plausible_quantity, shared_total
+from stocksync.domain.sales import sale_target
 from stocksync.engine import schedule
 from stocksync.engine.inventory import (
     SOURCE_LOCATION,
@@ -29,6 +30,7 @@ from stocksync.engine.inventory import (
 from stocksync.engine.orders import scan_orders
 from stocksync.engine.records import StoreRecord, load_connection, load_store
 from stocksync.engine.runtime import Runtime
+from stocksync.engine.sales import held_units, in_flight
 from stocksync.storage import activity
 from stocksync.storage.tables import (
     connections,
@@ -158,6 +160,7 @@ class _Link:
     source_item_id: str
     destination_item_id: str
     sku: str
+    link_id: int
 
 
 async def _links_in_scope(conn: AsyncConnection, store_id: int | None) -> list[_Link]:
@@ -172,6 +175,7 @@ async def _links_in_scope(conn: AsyncConnection, store_id: int | None) -> list[_
             variant_links.c.source_item_id,
             variant_links.c.destination_item_id,
             variant_links.c.sku,
+            variant_links.c.id,
         )
         .join(connections, connections.c.id == variant_links.c.connection_id)
         .outerjoin(product_links, product_links.c.id == variant_links.c.product_link_id)
@@ -247,6 +251,10 @@ async def _compare(
             records = {
                 c: await load_connection(conn, c) for c in {k.connection_id for k in source_links}
             }
+            # Sales counted and not applied yet will come off the level read below, and units
+            # held by orders not counted stay off their store: the flush's own target (B24).
+            flying = await in_flight(conn, source_id, dict.fromkeys(items, rt.clock()))
+            held = await held_units(conn, [k.link_id for k in source_links])
         if source is None or not locs:
             continue  # nothing can be synced from it; its refresh reports why
         levels = await _read(rt, source, items, locs)
@@ -288,9 +296,12 @@ async def _compare(
                 compared += 1
                 if link.source_item_id not in totals:
                     continue
-                # The engine's own target (B20), as the flush computes it.
-                expected = destination_level(
-                    totals[link.source_item_id], record.settings.safety_buffer
+                # The engine's own target (B20, B24), as the flush computes it.
+                expected = sale_target(
+                    totals[link.source_item_id],
+                    flying.get(link.source_item_id, 0),
+                    held.get(link.link_id, 0),
+                    record.settings.safety_buffer,
                 )
                 current = found.get((link.destination_item_id, location))
                 found_at[(dest.id, link.destination_item_id, location)] = current

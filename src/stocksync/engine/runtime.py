@@ -39,5 +39,9 @@ class Runtime:
     stale_retries: int = 3
     clock: Callable[[], datetime] = utcnow
     webhook_url: WebhookUrlResolver = no_webhook_url
+    # A destination level that went down with no order to explain it (its order webhook
+    # still on its way) is not raised again for this long; past it, it was a manual change
+    # and is set back (B15, B24; domain/sales.py).
+    sale_grace: timedelta = field(default_factory=lambda: timedelta(seconds=60))
     # How often each store's safety nets run (engine/periodic.py).
     periodic_interval: timedelta = field(default_factory=lambda: timedelta(minutes=10))

@@ -21,6 +21,7 @@ SYNC_ORDER = "sync_order"
 BACKFILL_ORDERS = "backfill_orders"
 PERIODIC = "periodic"
 REFRESH_LOCATIONS = "refresh_locations"
+GRACE_ENDED = "grace_ended"
 
 
 async def refresh_source(rt: Runtime, conn: AsyncConnection, store_id: int) -> None:
@@ -52,6 +53,19 @@ async def flush_destination(
         lock=f"dest:{destination_store_id}",
         queueing_lock=f"flush:{connection_id}",
         schedule_at=not_before if not_before is not None and not_before > rt.clock() else None,
+    )
+
+
+async def grace_ended(rt: Runtime, conn: AsyncConnection, connection_id: int, at: datetime) -> None:
+    """Look again at held destination decreases when their grace ends: a job of its own that
+    then schedules the flush. A flush job waiting that long would hold back every flush of
+    the connection (its queueing lock) and of the store (its lock) until then."""
+    await rt.queue.enqueue(
+        conn,
+        GRACE_ENDED,
+        {"connection_id": connection_id},
+        queueing_lock=f"grace:{connection_id}",
+        schedule_at=at if at > rt.clock() else None,
     )
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from stocksync.engine import schedule
 from stocksync.engine.failures import reporting_failures
-from stocksync.engine.inventory import flush_destination, refresh_source
+from stocksync.engine.inventory import flush_destination, grace_ended, refresh_source
 from stocksync.engine.ledger import apply_ledger
 from stocksync.engine.locations import refresh_locations
 from stocksync.engine.orders import backfill_orders, process_event, sync_order
@@ -30,6 +30,9 @@ def build_registry(rt: Runtime, periodic_interval: timedelta | None = None) -> T
 
     async def flush(_ctx: JobContext, args: dict[str, Any]) -> None:
         await flush_destination(rt, int(args["connection_id"]))
+
+    async def grace(_ctx: JobContext, args: dict[str, Any]) -> None:
+        await grace_ended(rt, int(args["connection_id"]))
 
     async def process(_ctx: JobContext, args: dict[str, Any]) -> None:
         await process_event(rt, int(args["inbox_id"]))
@@ -56,6 +59,7 @@ def build_registry(rt: Runtime, periodic_interval: timedelta | None = None) -> T
         schedule.BACKFILL_ORDERS: backfill,
         schedule.REFRESH_SOURCE: refresh,
         schedule.FLUSH_DESTINATION: flush,
+        schedule.GRACE_ENDED: grace,
         schedule.PROCESS_EVENT: process,
         schedule.APPLY_LEDGER: apply,
         schedule.RECONCILE: reconcile,

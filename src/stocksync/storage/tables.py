@@ -180,6 +180,16 @@ sync_state = Table(
     # last_read came from a level report, not from a read or a write of ours: a destination
     # writes it again (compared with it) even when it already equals the target.
     Column("unconfirmed", Boolean, nullable=False, default=False, server_default=false()),
+    # A source's summed level (location "*"): when the last read that fed it started. A sale
+    # applied to the source after that is not in the level yet (domain/sales.py).
+    _ts("read_at"),
+    # A destination's level: units it went below its target that no order explains yet are
+    # ``unexplained - explained`` (each column written by one side: level observations set
+    # the first, order snapshots add to the second, so neither overwrites the other), since
+    # ``lowered_at``; not raised again until orders explain them or the sale grace ends (B24).
+    Column("unexplained", BigInteger, nullable=False, default=0, server_default=text("0")),
+    Column("explained", BigInteger, nullable=False, default=0, server_default=text("0")),
+    _ts("lowered_at"),
 )
 
 # Source items whose level must be read again (coalesced: one row per item, seq bumps).
@@ -226,6 +236,25 @@ orders_seen = Table(
     Column("fingerprint", String(64), nullable=True),
 )
 
+# Linked lines of destination orders, one row per line. Units known but not counted (unpaid
+# on a paid-only connection) are held: the destination took them off at checkout, so its
+# target is lowered by them until the order counts, is cancelled or voided (B24).
+order_holds = Table(
+    "order_holds",
+    metadata,
+    Column("destination_store_id", ForeignKey("stores.id", ondelete="CASCADE"), primary_key=True),
+    Column("order_id", String(255), primary_key=True),
+    Column("line_id", String(255), primary_key=True),
+    Column("connection_id", ForeignKey("connections.id", ondelete="CASCADE"), nullable=False),
+    Column("variant_link_id", ForeignKey("variant_links.id", ondelete="CASCADE"), nullable=False),
+    # Held now (0 once the order counts or ends), and taken by the destination for the line:
+    # growth of ``taken`` explains a decrease seen there.
+    Column("held", BigInteger, nullable=False),
+    Column("taken", BigInteger, nullable=False),
+    Column("version", String(64), nullable=False),
+    Index("ix_order_holds_link", "variant_link_id"),
+)
+
 # Per counted order line: units counted against the source and units given back.
 order_lines = Table(
     "order_lines",
@@ -270,6 +299,8 @@ ledger = Table(
     UniqueConstraint("destination_store_id", "kind", "natural_key", name="uq_ledger_natural"),
     Index("ix_ledger_pending", "status", "root_store_id"),
     Index("ix_ledger_batch", "batch_id"),
+    # Sales of an item not in its source level yet (engine/sales.py), looked up per flush.
+    Index("ix_ledger_root_item", "root_store_id", "root_item_id"),
 )
 
 # Ledger rows sent to one root source in one adjustment call. Recorded before the call, with
