@@ -30,7 +30,7 @@ from stocksync.engine.inventory import (
 from stocksync.engine.orders import scan_orders
 from stocksync.engine.records import StoreRecord, load_connection, load_store
 from stocksync.engine.runtime import Runtime
-from stocksync.engine.sales import held_units, in_flight
+from stocksync.engine.sales import end_graces, held_units, in_flight
 from stocksync.storage import activity
 from stocksync.storage.tables import (
     connections,
@@ -366,6 +366,11 @@ async def reconcile(
             for dest in destinations:
                 await schedule.backfill_orders(rt, conn, dest.id)
         report.settled = await settle()
+        if report.settled:
+            # Every order is known now: a destination decrease that none explains was a
+            # manual change, and is repaired now rather than when its sale grace ends.
+            async with rt.db.begin() as conn:
+                await end_graces(conn, [d.id for d in destinations])
     report.drift, report.compared, _ = await _compare(rt, links, progress)
     if dry_run or not report.drift:
         return report
@@ -377,10 +382,24 @@ async def reconcile(
             for d in report.drift
         }
     )
-    for source_id in to_repair:
-        await reconcile_source(rt, source_id)
-    report.settled = await settle() and report.settled
-    remaining, _, after = await _compare(rt, links, progress)
+    for attempt in range(2):
+        for source_id in to_repair:
+            await reconcile_source(rt, source_id)
+        report.settled = await settle() and report.settled
+        remaining, _, after = await _compare(rt, links, progress)
+        lowered = [
+            d
+            for d in remaining
+            if d.role == "destination" and d.found is not None and d.found < d.expected
+        ]
+        if attempt or not lowered or not report.settled:
+            break
+        # A decrease the repair's own reads found is held for the sale grace, as any
+        # decrease no order explains yet; every order is known here, so it was a manual
+        # change: set it back now.
+        async with rt.db.begin() as conn:
+            await end_graces(conn, sorted({d.store_id for d in lowered}))
+        to_repair = sorted({by_key[(d.store_id, d.item_id)] for d in lowered})
     report.remaining = remaining
     still = {d.key for d in remaining}
     # What the level is now, as read again: the expected level, unless it still differs.

@@ -209,6 +209,34 @@ async def save_shortfalls(
         )
 
 
+async def end_graces(conn: AsyncConnection, destination_store_ids: Sequence[int]) -> int:
+    """Every order of these destinations is known now (a reconciliation on demand backfilled
+    them first): a decrease still unexplained was a manual change, set back at once instead
+    of when its grace ends. Returns how many levels it concerns."""
+    if not destination_store_ids:
+        return 0
+    keys = (
+        await conn.execute(
+            select(sync_state.c.store_id, sync_state.c.item_id, sync_state.c.location).where(
+                sync_state.c.store_id.in_(sorted(set(destination_store_ids))),
+                sync_state.c.unexplained > func.coalesce(sync_state.c.explained, 0),
+            )
+        )
+    ).all()
+    # Key order, as every transaction takes sync_state rows (PostgreSQL deadlocks otherwise).
+    for store_id, item, location in sorted(keys):
+        await conn.execute(
+            update(sync_state)
+            .where(
+                sync_state.c.store_id == store_id,
+                sync_state.c.item_id == item,
+                sync_state.c.location == location,
+            )
+            .values(unexplained=func.coalesce(sync_state.c.explained, 0), lowered_at=None)
+        )
+    return len(keys)
+
+
 async def observe(rt: Runtime, conn: AsyncConnection, seen: Sequence[Observation]) -> None:
     """Record the shortfall each observed level leaves (in the order given, per level)."""
     if not seen:
