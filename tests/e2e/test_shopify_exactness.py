@@ -260,7 +260,7 @@ async def test_old_orders_sold_out_stock_and_an_outage_stay_exact(stack: Stack) 
                     {
                         "kind": "SALE",
                         "gateway": "manual",
-                        "amountSet": {"shopMoney": {"amount": "0.01", "currencyCode": "USD"}},
+                        "amountSet": {"shopMoney": {"amount": "0.02", "currencyCode": "USD"}},
                     }
                 ],
             },
