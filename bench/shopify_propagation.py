@@ -965,15 +965,16 @@ def parse_settings(values: Sequence[str]) -> dict[str, str]:
     return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
-    parser.add_argument("--seconds", type=float, default=200.0)
-    parser.add_argument("--rate", type=float, default=50.0, help="source changes per second")
+def run_arguments(
+    parser: argparse.ArgumentParser, *, seconds: float, rate: float, rate_help: str
+) -> None:
+    """The arguments every Shopify sandbox run takes (this benchmark's and the flash sale's)."""
+    parser.add_argument("--seconds", type=float, default=seconds)
+    parser.add_argument("--rate", type=float, default=rate, help=rate_help)
     parser.add_argument("--variants", type=int, default=2000)
     parser.add_argument("--destinations", type=int, default=5)
     parser.add_argument("--latency-ms", type=float, default=50.0)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--strategy", choices=("both", "stocksync", "naive"), default="both")
     parser.add_argument("--plan", default="standard", help="the sandbox's plan for every shop")
     parser.add_argument(
         "--drain-seconds", type=float, default=120.0, help="stocksync's time to finish"
@@ -987,10 +988,12 @@ def main() -> None:
         default=[],
         help="a stocksync setting for its processes, NAME=VALUE (e.g. flush_debounce_ms=100)",
     )
-    args = parser.parse_args()
+
+
+def options_from(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Options:
     if args.variants % VARIANTS_PER_PRODUCT:
         parser.error(f"--variants must be a multiple of {VARIANTS_PER_PRODUCT}")
-    opts = Options(
+    return Options(
         seconds=args.seconds,
         rate=args.rate,
         variants=args.variants,
@@ -1002,6 +1005,14 @@ def main() -> None:
         database_url=args.database_url,
         settings=parse_settings(args.setting),
     )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    run_arguments(parser, seconds=200.0, rate=50.0, rate_help="source changes per second")
+    parser.add_argument("--strategy", choices=("both", "stocksync", "naive"), default="both")
+    args = parser.parse_args()
+    opts = options_from(parser, args)
 
     def log(line: str) -> None:
         print(line, flush=True)

@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -266,6 +267,40 @@ def start_stack_worker(stack: Stack) -> None:
     start_worker(stack.procs, stack.env)
 
 
+@asynccontextmanager
+async def running_stack(
+    data_dir: Path,
+    database_url: str,
+    *,
+    destinations: Sequence[str],
+    products: int,
+    variants: int,
+    seed: int,
+    **settings: str,
+) -> AsyncIterator[Stack]:
+    """``start_stack`` for a test fixture: every process stopped and the app closed after."""
+    procs = Processes(data_dir)
+    async with httpx.AsyncClient(timeout=30.0, trust_env=False) as http:
+        try:
+            running = await start_stack(
+                data_dir,
+                database_url,
+                destinations=destinations,
+                products=products,
+                variants=variants,
+                seed=seed,
+                procs=procs,
+                http=http,
+                **settings,
+            )
+            try:
+                yield running
+            finally:
+                await running.app.close()
+        finally:
+            procs.stop()
+
+
 __all__ = [
     "SOURCE",
     "Link",
@@ -273,6 +308,7 @@ __all__ = [
     "Stack",
     "StrictMerchant",
     "install_and_import",
+    "running_stack",
     "start_stack",
     "start_stack_worker",
 ]

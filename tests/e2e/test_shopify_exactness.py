@@ -26,11 +26,10 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
-import httpx
 import pytest
 from sqlalchemy import select
 
-from stocksync.demo_shopify import MARK_PAID, ORDER_CREATE, Processes
+from stocksync.demo_shopify import MARK_PAID, ORDER_CREATE
 from stocksync.domain.connection import ConnectionSettings
 from stocksync.platforms.shopify.ids import numeric_id
 from stocksync.storage.tables import ledger
@@ -38,7 +37,7 @@ from tests.e2e.shopify_stack import (
     SOURCE,
     Stack,
     install_and_import,
-    start_stack,
+    running_stack,
     start_stack_worker,
 )
 
@@ -73,27 +72,17 @@ mutation($input: ProductSetInput!) {
 
 @pytest.fixture
 async def stack(tmp_path: Path, db_url: str) -> AsyncIterator[Stack]:
-    procs = Processes(tmp_path)
-    async with httpx.AsyncClient(timeout=30.0, trust_env=False) as http:
-        try:
-            running = await start_stack(
-                tmp_path,
-                db_url,
-                destinations=DESTINATIONS,
-                products=PRODUCTS,
-                variants=VARIANTS,
-                seed=SEED,
-                procs=procs,
-                http=http,
-                periodic_seconds=str(PERIODIC_SECONDS),
-                job_max_attempts=str(JOB_MAX_ATTEMPTS),
-            )
-            try:
-                yield running
-            finally:
-                await running.app.close()
-        finally:
-            procs.stop()
+    async with running_stack(
+        tmp_path,
+        db_url,
+        destinations=DESTINATIONS,
+        products=PRODUCTS,
+        variants=VARIANTS,
+        seed=SEED,
+        periodic_seconds=str(PERIODIC_SECONDS),
+        job_max_attempts=str(JOB_MAX_ATTEMPTS),
+    ) as running:
+        yield running
 
 
 async def order(

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from sqlalchemy import func, select
 
@@ -38,7 +37,6 @@ from stocksync.demo_shopify import (
     ORDER_CREATE,
     REFUND,
     SET,
-    Processes,
 )
 from stocksync.domain.connection import ConnectionSettings
 from stocksync.platforms.shopify.ids import numeric_id
@@ -47,7 +45,7 @@ from tests.e2e.shopify_stack import (
     SOURCE,
     Stack,
     install_and_import,
-    start_stack,
+    running_stack,
     start_stack_worker,
 )
 
@@ -308,29 +306,19 @@ async def ledger_of_order(stack: Stack, store: str, order_id: str) -> list[tuple
 # ---------------------------------------------------------------------------------- the day
 @pytest.fixture
 async def stack(tmp_path: Path, db_url: str) -> AsyncIterator[Stack]:
-    procs = Processes(tmp_path)
-    async with httpx.AsyncClient(timeout=30.0, trust_env=False) as http:
-        try:
-            running = await start_stack(
-                tmp_path,
-                db_url,
-                destinations=DESTINATIONS,
-                products=PRODUCTS,
-                variants=VARIANTS,
-                seed=SEED,
-                procs=procs,
-                http=http,
-                periodic_seconds=str(PERIODIC_SECONDS),
-                # The race fault lowers a destination level with no order behind it (a manual
-                # change): set back once the sale grace ends, so a short one fits a phase.
-                sale_grace_seconds="3",
-            )
-            try:
-                yield running
-            finally:
-                await running.app.close()
-        finally:
-            procs.stop()
+    async with running_stack(
+        tmp_path,
+        db_url,
+        destinations=DESTINATIONS,
+        products=PRODUCTS,
+        variants=VARIANTS,
+        seed=SEED,
+        periodic_seconds=str(PERIODIC_SECONDS),
+        # The race fault lowers a destination level with no order behind it (a manual
+        # change): set back once the sale grace ends, so a short one fits a phase.
+        sale_grace_seconds="3",
+    ) as running:
+        yield running
 
 
 async def test_every_sandbox_fault_still_ends_exact(stack: Stack) -> None:

@@ -8,17 +8,15 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import httpx
 import pytest
 from sqlalchemy import func, select
 
-from stocksync.demo_shopify import Processes
 from stocksync.storage.tables import activity_log, ledger
 from tests.e2e.shopify_stack import (
     SOURCE,
     Stack,
     install_and_import,
-    start_stack,
+    running_stack,
     start_stack_worker,
 )
 from tests.e2e.test_shopify_faults import DESTINATIONS, NORTH, SEED, SETTINGS, Script
@@ -31,28 +29,18 @@ pytestmark = pytest.mark.timeout(300)
 
 @pytest.fixture
 async def stack(tmp_path: Path, db_url: str) -> AsyncIterator[Stack]:
-    procs = Processes(tmp_path)
-    async with httpx.AsyncClient(timeout=30.0, trust_env=False) as http:
-        try:
-            running = await start_stack(
-                tmp_path,
-                db_url,
-                destinations=DESTINATIONS,
-                products=1,
-                variants=2,
-                seed=SEED,
-                procs=procs,
-                http=http,
-                periodic_seconds=str(PERIODIC_SECONDS),
-                # A short retry budget, so that the outage outlasts it within the test.
-                job_max_attempts="2",
-            )
-            try:
-                yield running
-            finally:
-                await running.app.close()
-        finally:
-            procs.stop()
+    async with running_stack(
+        tmp_path,
+        db_url,
+        destinations=DESTINATIONS,
+        products=1,
+        variants=2,
+        seed=SEED,
+        periodic_seconds=str(PERIODIC_SECONDS),
+        # A short retry budget, so that the outage outlasts it within the test.
+        job_max_attempts="2",
+    ) as running:
+        yield running
 
 
 async def _given_up(stack: Stack, task: str) -> int:
