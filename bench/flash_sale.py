@@ -17,9 +17,11 @@ What is measured
   the seller show at most ``start - S_k`` units of it (every store starts at the source's
   level, buffer 0, and nothing else changes the levels during the run). The seller shows it
   at once. Its largest value over those stores is the sale's latency; never shown: infinite.
-- Re-opened stock: during the run every true change is a decrease, so a level of any store
-  that goes up is stock shown for sale again; counted with the largest number of units
-  re-opened at once (B24 wants none).
+- Re-opened stock: during the run every true change is a decrease, so every level that goes up
+  is looked at. One raised above what the source still had at that instant (its start less
+  every unit of the variant sold by then) shows sold stock for sale again (B24 wants none):
+  counted, with the most units at once. One raised to no more than that corrects a level
+  that was shown too low, and is counted apart.
 - Source adjustment calls: adjustment groups recorded on the source (one per
   ``inventoryAdjustQuantities`` call), against the sales made; and the sandbox's counters
   (requests, points, throttled answers) per shop from the first sale until stocksync settled.
@@ -38,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import math
 import random
 import secrets
@@ -132,17 +135,33 @@ class LevelLog:
                 return t
         return None
 
-    def reopened(self) -> tuple[int, int]:
-        """(level increases, largest increase) over every store and SKU."""
-        count, largest = 0, 0
-        for key, changes in self.changes.items():
-            level = self.start[key]
-            for _, value in changes:
+    def increases(self, sales: list[Sale]) -> tuple[int, int, int]:
+        """Levels that went up, when every true change is a decrease: (re-opened, the most
+        units re-opened at once, corrections). An increase to more than the source still has
+        at that instant (its start less every unit of the variant sold by then) re-opens sold
+        stock (B24); one to no more than that corrects a level shown too low."""
+        sold_by: dict[str, list[tuple[float, int]]] = defaultdict(list)
+        for sale in sorted(sales, key=lambda x: x.at):
+            before = sold_by[sale.sku][-1][1] if sold_by[sale.sku] else 0
+            sold_by[sale.sku].append((sale.at, before + sale.units))
+        reopened = largest = corrections = 0
+        for (store, sku), changes in self.changes.items():
+            level = self.start[(store, sku)]
+            timeline = sold_by.get(sku, [])
+            times = [t for t, _ in timeline]
+            for t, value in changes:
                 if value > level:
-                    count += 1
-                    largest = max(largest, value - level)
+                    k = bisect.bisect_right(times, t)
+                    # A checkout's own decrease is applied just before its sale is timed.
+                    sold = timeline[k - 1][1] if k else 0
+                    remaining = max(0, self.start[(SOURCE, sku)] - sold)
+                    if value > remaining:
+                        reopened += 1
+                        largest = max(largest, value - remaining)
+                    else:
+                        corrections += 1
                 level = value
-        return count, largest
+        return reopened, largest, corrections
 
 
 class AdjustCounter:
@@ -354,8 +373,11 @@ def report(
         f"({adjusts.changes} quantity changes recorded; {per_call:.1f} sales per call)"
     )
     log_line(f"oversold: {oversold(levels, sales)} units sold beyond the source's stock")
-    count, largest = levels.reopened()
-    log_line(f"re-opened stock: {count} level increases, at most {largest} units at once")
+    count, largest, corrections = levels.increases(sales)
+    log_line(
+        f"re-opened stock: {count} levels raised above what the source still had (at most "
+        f"{largest} units); {corrections} raised back after being shown too low"
+    )
     for name, c in sorted(spent.items()):
         log_line(
             f"  {name}: {c.requests:,} requests, {c.points:,.0f} points, {c.throttled} throttled"
