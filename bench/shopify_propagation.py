@@ -131,7 +131,7 @@ NAIVE_WORKERS = 4  # per destination
 NAIVE_API_VERSION = "2025-01"
 SETUP_TIMEOUT = 900.0
 # The product's defaults: the demo's environment makes them snappier, a benchmark must not.
-PRODUCT_DEFAULTS = ("job_poll_seconds", "flush_debounce_ms")
+PRODUCT_DEFAULTS = ("job_poll_seconds", "flush_debounce_ms", "sale_grace_seconds")
 
 
 def dest_name(d: int) -> str:

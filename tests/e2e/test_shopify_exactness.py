@@ -81,6 +81,9 @@ async def stack(tmp_path: Path, db_url: str) -> AsyncIterator[Stack]:
         seed=SEED,
         periodic_seconds=str(PERIODIC_SECONDS),
         job_max_attempts=str(JOB_MAX_ATTEMPTS),
+        # The product's default: the checkout must stay off its store by its order, not by a
+        # grace that happens to outlast the watch.
+        sale_grace_seconds="60",
     ) as running:
         yield running
 
