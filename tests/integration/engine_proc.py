@@ -426,6 +426,10 @@ def worker_env(database_url: str, data_dir: Path, secret_key: str) -> dict[str, 
         # One ledger row per batch, so that the n-th adjustment is the n-th row's and a worker
         # can be killed between any two of them.
         "STOCKSYNC_FLUSH_BATCH_SIZE": "1",
+        # A checkout's decrease seen before its order is held for the sale grace, and the job
+        # that looks again at its end stays queued that long even once the order explained
+        # it; these tests wait for an empty queue, so the grace is short.
+        "STOCKSYNC_SALE_GRACE_SECONDS": "1",
     }
 
 

@@ -136,6 +136,7 @@ async def engine(db_url: str, tmp_path: Path) -> AsyncIterator[Engine]:
         platforms=adapters,
         debounce=timedelta(0),
         periodic_interval=timedelta(hours=1),  # as the workers' STOCKSYNC_PERIODIC_SECONDS
+        sale_grace=timedelta(seconds=1),  # as the workers' STOCKSYNC_SALE_GRACE_SECONDS
     )
     settings = Settings(
         data_dir=tmp_path / "data",
