@@ -7,20 +7,29 @@ tests deliver reports with one, as Shopify's ``inventory_levels/update`` does.""
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import select
 
 from stocksync.domain.events import LevelChanged
+from stocksync.domain.ports import LevelWrite, SetOutcome
 from stocksync.engine import levels_reported as reported
 from stocksync.engine.catalog import import_products
 from stocksync.engine.ingest import Inbound, Ingestor
 from stocksync.engine.inventory import flush_destination, mark_pending
 from stocksync.engine.levels_reported import Report
 from stocksync.platforms.memory import TOPIC_LEVEL_UPDATE, Delivery, MemoryStore
-from stocksync.storage.tables import connections, flush_pending, inbox, stores, variant_links
+from stocksync.storage.tables import (
+    connections,
+    flush_pending,
+    inbox,
+    stores,
+    sync_state,
+    variant_links,
+)
 from tests.harness import Harness
 from tests.integration.test_engine_support import BACKENDS, fresh_harness, module_database
 
@@ -269,3 +278,72 @@ async def test_echoes_are_answered_without_being_stored(h: Harness) -> None:
     assert "sale" in kept
     await h.settle()
     assert h.level("dest", "TEE-S") == 10
+
+
+def _during_first_write(shop: MemoryStore, act: Callable[[], Awaitable[None]]) -> None:
+    """Run ``act`` inside the store's next level write, before the write is applied: what the
+    engine learns while its call is in flight."""
+    original = shop.set_levels
+    done = False
+
+    async def racing(batch: Sequence[LevelWrite]) -> SetOutcome:
+        nonlocal done
+        if not done:
+            done = True
+            await act()
+        return await original(batch)
+
+    shop.set_levels = racing  # type: ignore[method-assign,assignment]
+
+
+async def _dest_row(h: Harness, sku: str) -> Any:
+    dest = h.shop("dest")
+    async with h.db.connect() as conn:
+        return (
+            await conn.execute(
+                select(sync_state).where(
+                    sync_state.c.item_id == _item(dest, sku),
+                    sync_state.c.location == dest.primary_location_id,
+                )
+            )
+        ).one()
+
+
+async def test_a_write_whose_call_saw_a_report_arrive_is_still_known(h: Harness) -> None:
+    """A destination report delivered while our write is in flight may be older or newer than
+    the write: the write must not be forgotten either way, or a later change equal to what
+    the report said is taken as already there."""
+    await _setup(h)
+    dest = h.shop("dest")
+
+    async def report_arrives() -> None:
+        # The destination's level before our write lands (10), reported late with a time.
+        await h.deliver([_report(dest, "TEE-S", 10, at=2_000)])
+
+    _during_first_write(dest, report_arrives)
+    await h.deliver([await _change_at_source(h, "TEE-S", 7, at=1_000)])
+    await h.settle()
+    assert h.level("dest", "TEE-S") == 7
+    await h.deliver([await _change_at_source(h, "TEE-S", 10, at=1_001)])
+    await h.settle()
+    assert h.level("dest", "TEE-S") == 10, await _dest_row(h, "TEE-S")
+
+
+async def test_a_late_report_from_before_our_write_does_not_hide_it(h: Harness) -> None:
+    """Our write's echo is recognised and dropped; a report of the level from before the
+    write, delivered after it, must not be taken for the destination's level (it would make
+    the engine believe the destination agrees with a source that fell to that level)."""
+    await _setup(h)
+    # The report looks like a decrease no order explains: held for a grace (short here, so
+    # that draining the queue runs the job at its end).
+    h.rt.sale_grace = timedelta(seconds=0.2)
+    dest = h.shop("dest")
+    await h.deliver([await _change_at_source(h, "TEE-S", 2, at=1_000)])
+    await h.settle()
+    assert h.level("dest", "TEE-S") == 2
+    # A sale elsewhere takes the source to 0; meanwhile a report from before our write of 2
+    # (the destination at 0 for a moment, say) is delivered late.
+    await h.deliver([_report(dest, "TEE-S", 0, at=2_000)])
+    await h.deliver([await _change_at_source(h, "TEE-S", 0, at=1_002)])
+    await h.settle()
+    assert h.level("dest", "TEE-S") == 0, await _dest_row(h, "TEE-S")
