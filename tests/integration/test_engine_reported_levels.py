@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -347,3 +348,51 @@ async def test_a_late_report_from_before_our_write_does_not_hide_it(h: Harness) 
     await h.deliver([await _change_at_source(h, "TEE-S", 0, at=1_002)])
     await h.settle()
     assert h.level("dest", "TEE-S") == 0, await _dest_row(h, "TEE-S")
+
+
+def _writes_stamped(shop: MemoryStore, times: Iterator[int]) -> None:
+    """The store's writes carry the platform's time of the change, as Shopify's adjustment
+    group does (``createdAt``), on the clock of its level reports."""
+    original = shop.set_levels
+
+    async def stamped(batch: Sequence[LevelWrite]) -> SetOutcome:
+        outcome = await original(batch)
+        return replace(outcome, changed_at=next(times)) if outcome.applied else outcome
+
+    shop.set_levels = stamped  # type: ignore[method-assign,assignment]
+
+
+async def test_a_report_older_than_our_write_is_stale(h: Harness) -> None:
+    """With the write's own time known, a report from before it is ignored: it is not taken
+    for the level, nor held as a decrease no order explains (which would leave the level we
+    wrote standing above a source that fell to the report's level, for the whole grace)."""
+    await _setup(h)
+    dest = h.shop("dest")
+    _writes_stamped(dest, itertools.count(2_001))
+    await h.deliver([await _change_at_source(h, "TEE-S", 2, at=1_000)])
+    await h.settle()  # written at 2001
+    assert h.level("dest", "TEE-S") == 2
+    await h.deliver([_report(dest, "TEE-S", 0, at=2_000)])  # from before the write
+    await h.deliver([await _change_at_source(h, "TEE-S", 0, at=1_002)])
+    await h.settle()
+    assert h.level("dest", "TEE-S") == 0, await _dest_row(h, "TEE-S")
+    row = await _dest_row(h, "TEE-S")
+    assert (row.last_read, row.last_written, row.unexplained, row.reported_at) == (0, 0, 0, 2_002)
+
+
+async def test_a_report_of_the_write_s_own_second_is_settled_by_a_read(h: Harness) -> None:
+    await _setup(h)
+    dest = h.shop("dest")
+    _writes_stamped(dest, itertools.repeat(2_000))
+
+    async def report_arrives() -> None:
+        await h.deliver([_report(dest, "TEE-S", 10, at=2_000)])
+
+    _during_first_write(dest, report_arrives)
+    await h.deliver([await _change_at_source(h, "TEE-S", 7, at=1_000)])
+    await h.settle()
+    assert h.level("dest", "TEE-S") == 7
+    assert dest.counters.calls["read_levels"] == 1
+    await h.deliver([await _change_at_source(h, "TEE-S", 10, at=1_001)])
+    await h.settle()
+    assert h.level("dest", "TEE-S") == 10

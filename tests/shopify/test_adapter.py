@@ -36,6 +36,16 @@ from tests.shopify.helpers import (
 BIG = 2**53
 
 
+def _applied() -> Any:
+    """Any applied outcome (its time is the sandbox clock's)."""
+
+    class Applied:
+        def __eq__(self, other: object) -> bool:
+            return isinstance(other, SetOutcome) and other.applied and other.changed_at is not None
+
+    return Applied()
+
+
 def _location(env: Env, name: str) -> str:
     return next(str(loc.id) for loc in env.shop.locations.values() if loc.name == name)
 
@@ -69,7 +79,11 @@ async def test_read_and_set_levels_round_trip(env: Env) -> None:
     outcome = await platform.set_levels(
         [LevelWrite(a, warehouse, 7, 10), LevelWrite(b, warehouse, 0, 10)]
     )
-    assert outcome == SetOutcome()
+    # The write's time, on the clock of the levels' webhooks (``updated_at``): the engine
+    # orders it against level reports.
+    level = env.shop.level(int(a), int(warehouse))
+    assert level is not None
+    assert outcome == SetOutcome(changed_at=int(level.updated_at))
     assert await platform.read_levels([a, b], [warehouse]) == {(a, warehouse): 7, (b, warehouse): 0}
 
 
@@ -86,7 +100,7 @@ async def test_set_activates_an_item_not_stocked_then_sets_it(env: Env) -> None:
     platform = env.platform()
     (a,) = await _items(env, ["A"])
     store = _location(env, "Store")
-    assert await platform.set_levels([LevelWrite(a, store, 5, None)]) == SetOutcome()
+    assert await platform.set_levels([LevelWrite(a, store, 5, None)]) == _applied()
     assert await platform.read_levels([a], [store]) == {(a, store): 5}
 
 
@@ -169,7 +183,7 @@ async def test_every_adjustment_and_write_carries_an_idempotency_key(
     platform = env.platform(version)
     (a,) = await _items(env, ["A"])
     warehouse = _location(env, "Warehouse")
-    assert await platform.set_levels([LevelWrite(a, warehouse, 8, 10)]) == SetOutcome()
+    assert await platform.set_levels([LevelWrite(a, warehouse, 8, 10)]) == _applied()
     await platform.adjust_level(a, warehouse, 3, "adjust-1")
     sent = [
         r.query
@@ -216,7 +230,7 @@ async def test_set_retried_after_a_lost_response_applies_once(env: Env) -> None:
     (a,) = await _items(env, ["A"])
     warehouse = _location(env, "Warehouse")
     env.sandbox.set_faults("north", lost_response={"next": 1})
-    assert await platform.set_levels([LevelWrite(a, warehouse, 4, 10)]) == SetOutcome()
+    assert await platform.set_levels([LevelWrite(a, warehouse, 4, 10)]) == _applied()
     assert env.sandbox.stats_of(env.shop).lost_responses == 1
     assert await platform.read_levels([a], [warehouse]) == {(a, warehouse): 4}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from enum import Enum
 
 # Shopify refuses quantities beyond one billion; anything larger is bad input, not stock.
 MAX_QUANTITY = 1_000_000_000
@@ -41,3 +42,40 @@ def choose_sale_location(
     if not stocked:
         return None
     return min(stocked, key=lambda loc: (-stocked[loc], loc))
+
+
+class AfterWrite(Enum):
+    """What a destination's level is once our write landed, given the level reports that
+    arrived while it was in flight (see :func:`after_write`)."""
+
+    OURS = "ours"  # the level we wrote stands
+    REPORTED = "reported"  # a report of a later change stands
+    UNKNOWN = "unknown"  # the two cannot be ordered: read the level again
+
+
+def after_write(
+    reported_before: int | None, reported_now: int | None, written_at: int | None
+) -> AfterWrite:
+    """Order our write against the destination's level reports (platform times, whole epoch
+    seconds). ``reported_before``: the time of the last report taken when the write was
+    planned; ``reported_now``: once it landed; ``written_at``: the platform's time of the
+    write, when it gave one.
+
+    No report arrived meanwhile: our write stands. One did: it stands if it is later than the
+    write; the write does if it is later than the report. A report of the write's own second,
+    or a write of unknown time, cannot be ordered: only a read tells (forgetting the write
+    would leave the destination at a level the engine no longer believes it has; taking the
+    report for it would trust a level from before the write)."""
+    if reported_now == reported_before:
+        return AfterWrite.OURS
+    if written_at is None or reported_now is None or reported_now == written_at:
+        return AfterWrite.UNKNOWN
+    return AfterWrite.OURS if reported_now < written_at else AfterWrite.REPORTED
+
+
+def reported_time_after_write(reported_now: int | None, written_at: int | None) -> int | None:
+    """The report time a level we wrote carries: the write's own, so that a report older than
+    the write (delivered late, after its echo was recognised as ours) is ignored as stale."""
+    if written_at is None:
+        return reported_now
+    return written_at if reported_now is None else max(reported_now, written_at)

@@ -51,6 +51,10 @@ class SetOutcome:
     items' compare values were out of date."""
 
     stale: tuple[str, ...] = ()
+    # When the platform applied the batch, in whole epoch seconds, if it says (Shopify: the
+    # adjustment group's ``createdAt``). The levels' webhooks carry the same clock, so a report
+    # older than this is from before our write and must not stand for the level after it.
+    changed_at: int | None = None
 
     @property
     def applied(self) -> bool:

@@ -27,6 +27,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Table, and_, delete, func, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from stocksync.domain import levels as level_rules
 from stocksync.domain import sales as sale_rules
 from stocksync.domain.levels import plausible_quantity, shared_total
 from stocksync.domain.ports import (
@@ -476,6 +477,83 @@ async def _clear_pending(conn: AsyncConnection, connection_id: int, done: list[_
         )
 
 
+async def _lock_reported_at(
+    conn: AsyncConnection, store_id: int, location: str, items: Sequence[str]
+) -> dict[str, int | None]:
+    """The report time of each of ``items``' rows now, the rows locked (in key order, as every
+    transaction takes sync_state rows) until the transaction ends, so that no report slips in
+    between this look and the write's record. A row that does not exist has no report."""
+    if not items:
+        return {}
+    query = (
+        select(sync_state.c.item_id, sync_state.c.reported_at)
+        .where(
+            sync_state.c.store_id == store_id,
+            sync_state.c.location == location,
+            sync_state.c.item_id.in_(list(items)),
+        )
+        .order_by(sync_state.c.item_id)
+    )
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    return {r[0]: r[1] for r in await conn.execute(query)}
+
+
+async def _settle_pending(
+    rt: Runtime,
+    conn: AsyncConnection,
+    connection_id: int,
+    destination_store_id: int,
+    done: list[_Pending],
+    reread: list[_Pending],
+) -> None:
+    """Clear the pending rows of ``done``; leave ``reread``'s pending with a forced read and
+    schedule the flush that does it. All rows are locked in one key-ordered pass first:
+    a delete and an update taking them in two passes could deadlock with an upsert."""
+    if not reread:
+        await _clear_pending(conn, connection_id, done)
+        return
+    links = sorted({p.link_id for p in done} | {p.link_id for p in reread})
+    if conn.dialect.name == "postgresql":
+        await conn.execute(
+            select(flush_pending.c.variant_link_id)
+            .where(
+                flush_pending.c.connection_id == connection_id,
+                flush_pending.c.variant_link_id.in_(links),
+            )
+            .order_by(flush_pending.c.variant_link_id)
+            .with_for_update()
+        )
+    await _clear_pending(conn, connection_id, done)
+    await conn.execute(
+        update(flush_pending)
+        .where(
+            flush_pending.c.connection_id == connection_id,
+            flush_pending.c.variant_link_id.in_(sorted(p.link_id for p in reread)),
+        )
+        .values(force_read=True, seq=flush_pending.c.seq + 1)
+    )
+    paced = await _flush_not_before(conn, [connection_id])
+    await schedule.flush_destination(
+        rt, conn, connection_id, destination_store_id, paced.get(connection_id)
+    )
+
+
+def _ours(p: _Pending) -> int | None:
+    """What we last wrote, when the level known there came from a report only: a read
+    finding it is our write standing, not drift."""
+    return p.last_written if p.unconfirmed else None
+
+
+def _decrease_base(p: _Pending) -> int | None:
+    """The level a decrease found by a read is counted from: what we knew there, or, when that
+    came from a report only (perhaps older than our last write), the lower of it and what we
+    last wrote. A late report must not make our own write pass for a sale."""
+    if p.unconfirmed and p.known is not None and p.last_written is not None:
+        return min(p.known, p.last_written)
+    return p.known
+
+
 async def _clear_connection(conn: AsyncConnection, connection_id: int) -> None:
     await _delete_in_key_order(
         conn,
@@ -492,13 +570,15 @@ async def _write_with_cas(
     targets: dict[str, int],
     known: dict[str, int | None],
     retarget: Callable[[str, int | None, int | None], int] | None = None,
-) -> tuple[dict[str, int], dict[str, int]]:
-    """Bring the destination to ``targets``. Returns (written, observed): the levels we set and
-    the levels we found already right when re-reading after a stale compare. ``retarget``
+) -> tuple[dict[str, int], dict[str, int], dict[str, int | None]]:
+    """Bring the destination to ``targets``. Returns (written, observed, written_at): the levels
+    we set, the levels we found already right when re-reading after a stale compare, and the
+    platform's time of each write when it gave one (``SetOutcome.changed_at``). ``retarget``
     (item, level known before, level found) gives an item's target again after a stale
     compare: what changed it may have been a sale, whose units must not be shown again."""
     written: dict[str, int] = {}
     observed: dict[str, int] = {}
+    written_at: dict[str, int | None] = {}
     todo = dict(targets)
     for _round in range(rt.stale_retries + 1):
         if not todo:
@@ -514,6 +594,7 @@ async def _write_with_cas(
             if outcome.applied:
                 for i in chunk:
                     written[i] = todo[i]
+                    written_at[i] = outcome.changed_at
             else:
                 stale_items.extend(chunk)
         todo = {i: todo[i] for i in stale_items}
@@ -532,7 +613,7 @@ async def _write_with_cas(
                 del todo[i]
     if todo:
         raise StaleLevelsError(f"{len(todo)} levels kept changing during the write; will retry")
-    return written, observed
+    return written, observed, written_at
 
 
 def _observe(
@@ -669,11 +750,14 @@ async def flush_destination(rt: Runtime, connection_id: int) -> int:
         if must_read:
             fresh = await platform.read_levels(must_read, [location])
             crash.point("flush.after_read")
+            by_item = {p.item_id: p for p in work}
             for item in must_read:
                 level = fresh.get((item, location))
-                if known.get(item) is not None and level != known[item]:
+                if known.get(item) is not None and level not in (known[item], _ours(by_item[item])):
                     found[item] = level
-                _observe(shortfall, item, raw[item], known.get(item), level, rt.clock())
+                _observe(
+                    shortfall, item, raw[item], _decrease_base(by_item[item]), level, rt.clock()
+                )
                 known[item] = level
         # A decrease no order explains yet is not raised within the grace (B24).
         holding: dict[str, datetime] = {}
@@ -701,7 +785,7 @@ async def flush_destination(rt: Runtime, connection_id: int) -> int:
             await _note_writing(rt, dest.id, location, changed)
 
         try:
-            written, observed = await _write_with_cas(
+            written, observed, written_at = await _write_with_cas(
                 rt,
                 platform,
                 location,
@@ -727,13 +811,29 @@ async def flush_destination(rt: Runtime, connection_id: int) -> int:
                 )
             return written_total
         now = rt.clock()
-        reported_at = {p.item_id: p.reported_at for p in work}
+        loaded_at = {p.item_id: p.reported_at for p in work}
+        # A report the engine took but never saw confirmed stays unconfirmed: a held decrease
+        # is not written over within its grace, and must be once the grace ends.
+        unsettled = {
+            p.item_id
+            for p in work
+            if p.unconfirmed
+            and p.item_id not in must_read
+            and p.item_id not in observed
+            and p.item_id not in written
+        }
         async with rt.db.begin() as conn:
+            reported_now = await _lock_reported_at(conn, dest.id, location, sorted(written))
+            standing = {
+                i: level_rules.after_write(loaded_at.get(i), reported_now.get(i), written_at.get(i))
+                for i in written
+            }
             state_rows: list[dict[str, Any]] = []
             for item in sorted(targets):
                 level = written.get(item, observed.get(item, known.get(item)))
                 if level is None:
                     continue
+                ours = standing.get(item) is level_rules.AfterWrite.OURS
                 state_rows.append(
                     {
                         "store_id": dest.id,
@@ -744,23 +844,27 @@ async def flush_destination(rt: Runtime, connection_id: int) -> int:
                         "last_written": written.get(item),
                         "write_version": 1 if item in written else 0,
                         "writing": None,
-                        "unconfirmed": False,
-                        "reported_at": reported_at.get(item),
+                        "unconfirmed": item in unsettled,
+                        "reported_at": (
+                            level_rules.reported_time_after_write(
+                                reported_now.get(item), written_at.get(item)
+                            )
+                            if ours
+                            else loaded_at.get(item)
+                        ),
                         "updated_at": now,
                         "unexplained": stored[item].unexplained(shortfall[item]),
                         "lowered_at": shortfall[item].since,
                     }
                 )
-            # A report taken while we wrote is newer than what we know: it stands (the
-            # variant is pending again), and our write's echo is still recognised by
-            # ``writing``.
-            untouched = lambda s: sync_state.c.reported_at.is_not_distinct_from(  # noqa: E731
-                s.excluded.reported_at
-            )
             await upsert(
                 conn,
                 sync_state,
-                [r for r in state_rows if r["item_id"] in written],
+                [
+                    r
+                    for r in state_rows
+                    if standing.get(r["item_id"]) is level_rules.AfterWrite.OURS
+                ],
                 conflict=("store_id", "item_id", "location"),
                 update={
                     "last_read": excluded("last_read"),
@@ -768,12 +872,36 @@ async def flush_destination(rt: Runtime, connection_id: int) -> int:
                     "write_version": sync_state.c.write_version + 1,
                     "writing": None,
                     "unconfirmed": False,
+                    "reported_at": excluded("reported_at"),
                     "updated_at": excluded("updated_at"),
                     "unexplained": excluded("unexplained"),
                     "lowered_at": excluded("lowered_at"),
                 },
-                where=untouched,
             )
+            # A report taken while the write was in flight: ours is recorded (its echo is
+            # recognised), the level is the report's if it is later; if the two cannot be
+            # ordered, the level is read before the next write (unconfirmed, forced read).
+            reread = sorted(i for i, st in standing.items() if st is level_rules.AfterWrite.UNKNOWN)
+            for item, st in sorted(standing.items()):
+                if st is level_rules.AfterWrite.OURS:
+                    continue
+                await conn.execute(
+                    update(sync_state)
+                    .where(
+                        sync_state.c.store_id == dest.id,
+                        sync_state.c.item_id == item,
+                        sync_state.c.location == location,
+                    )
+                    .values(
+                        last_written=written[item],
+                        write_version=sync_state.c.write_version + 1,
+                        writing=None,
+                        updated_at=now,
+                        **({"unconfirmed": True} if item in reread else {}),
+                    )
+                )
+            # Levels we left alone: stored unless a report arrived meanwhile (it stands, and
+            # marked the variant pending again).
             await upsert(
                 conn,
                 sync_state,
@@ -782,20 +910,29 @@ async def flush_destination(rt: Runtime, connection_id: int) -> int:
                 update={
                     "last_read": excluded("last_read"),
                     "read_version": sync_state.c.read_version + 1,
-                    "unconfirmed": False,
+                    "unconfirmed": excluded("unconfirmed"),
                     "updated_at": excluded("updated_at"),
                     "unexplained": excluded("unexplained"),
                     "lowered_at": excluded("lowered_at"),
                 },
-                where=untouched,
+                where=lambda s: sync_state.c.reported_at.is_not_distinct_from(
+                    s.excluded.reported_at
+                ),
             )
             if written and dest.is_source:
                 # A hub: what we wrote is its stock too, to be sent further down the chain.
                 # (source_dirty before flush_pending, as everywhere: see refresh_source.)
                 await mark_source_dirty(rt, conn, dest.id, sorted(written))
-            # Held decreases stay pending, looked at again when their grace ends.
-            await _clear_pending(
-                conn, connection_id, [p for p in pending if p.item_id not in holding]
+            # Held decreases stay pending, looked at again when their grace ends; levels
+            # that must be read stay pending with a forced read.
+            by_item = {p.item_id: p for p in work}
+            await _settle_pending(
+                rt,
+                conn,
+                connection_id,
+                dest.id,
+                [p for p in pending if p.item_id not in holding and p.item_id not in reread],
+                [by_item[i] for i in reread],
             )
             if holding:
                 await schedule.grace_ended(rt, conn, connection_id, min(holding.values()))

@@ -117,6 +117,18 @@ def normalise_version(text: str) -> str:
     return format_version(parse_instant(text))
 
 
+def _group_time(group: dict[str, Any] | None) -> int | None:
+    """An adjustment group's ``createdAt`` in whole epoch seconds, as level webhooks give
+    ``updated_at``; None when nothing changed (no group) or the time is unreadable."""
+    text = (group or {}).get("createdAt")
+    if not isinstance(text, str):
+        return None
+    try:
+        return int(parse_instant(text).timestamp())
+    except ValueError:
+        return None
+
+
 class ShopifyPlatform:
     """One Shopify store. Keep one instance per store: its cost bucket is that store's."""
 
@@ -262,9 +274,9 @@ class ShopifyPlatform:
             raise UserErrors(str(exc), ["INVALID_INVENTORY_ITEM"]) from None
         activated = False
         while True:
-            errors = await self._send_set(quantities_base)
+            errors, group = await self._send_set(quantities_base)
             if not errors:
-                return SetOutcome()
+                return SetOutcome(changed_at=_group_time(group))
             by_index = _errors_by_index(errors, "quantities")
             codes = {e.get("code") for e in errors}
             handled = STALE_CODES | {NOT_STOCKED}
@@ -294,7 +306,8 @@ class ShopifyPlatform:
 
     async def _send_set(
         self, entries: Sequence[tuple[str, str, LevelWrite]]
-    ) -> list[dict[str, Any]]:
+    ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        """The user errors, and the adjustment group when something was applied."""
         input_: dict[str, Any] = {
             "name": "available",
             "reason": self.reason,
@@ -318,9 +331,10 @@ class ShopifyPlatform:
             data = await self._run(
                 "inventory_set_quantities", {"input": input_, "idempotencyKey": key}
             )
-            errors = list(data["inventorySetQuantities"]["userErrors"])
+            payload = data["inventorySetQuantities"]
+            errors = list(payload["userErrors"])
             if not any(e.get("code") == "IDEMPOTENCY_CONCURRENT_REQUEST" for e in errors):
-                return errors
+                return errors, payload.get("inventoryAdjustmentGroup")
             await self.client.sleep(self.client.retry.base_delay)
         raise TransientPlatformError(f"{self.shop_domain}: write still in progress")
 
