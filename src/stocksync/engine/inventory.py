@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import partial
 from typing import Any
 
@@ -160,12 +160,7 @@ async def _flush_not_before(
             connections.c.flush_not_before.is_not(None),
         )
     )
-    return {r[0]: _utc(r[1]) for r in rows}
-
-
-def _utc(value: datetime) -> datetime:
-    # SQLite gives back the naive UTC time it stored.
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+    return {r[0]: r[1] for r in rows}
 
 
 def _active_links_from_source() -> Any:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select, update
@@ -40,13 +40,6 @@ from stocksync.storage.tables import (
 SOURCE_LOCATION = "*"  # as in engine/inventory.py (imported from here would be circular)
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    # SQLite gives back the naive UTC time it stored.
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
-
-
 # --- targets ----------------------------------------------------------------------------------
 
 
@@ -56,7 +49,7 @@ async def in_flight(
     """Units of sales of these source items not in their recorded level (item -> units)."""
     if not read_at:
         return {}
-    known = [t for t in (_utc(v) for v in read_at.values()) if t is not None]
+    known = [t for t in read_at.values() if t is not None]
     # Applied rows matter only from the oldest read on; older ones are in every level.
     recent = ledger.c.applied_at >= min(known) if known else None
     not_applied = ledger.c.status != sales.APPLIED
@@ -71,9 +64,9 @@ async def in_flight(
     )
     entries: dict[str, list[sales.LedgerEntry]] = defaultdict(list)
     for item, delta, status, applied_at in rows:
-        entries[item].append(sales.LedgerEntry(int(delta), status, _utc(applied_at)))
+        entries[item].append(sales.LedgerEntry(int(delta), status, applied_at))
     return {
-        item: sales.units_in_flight(entries[item], _utc(read_at[item]))
+        item: sales.units_in_flight(entries[item], read_at[item])
         for item in read_at
         if item in entries
     }
@@ -184,7 +177,7 @@ async def shortfalls(
     for item, unexplained, explained, since in rows:
         units = max(0, int(unexplained or 0) - int(explained or 0))
         # Once explained, its time is no one's: a new decrease starts its own grace.
-        shortfall = sales.Shortfall(units, _utc(since) if units else None)
+        shortfall = sales.Shortfall(units, since if units else None)
         found[item] = Stored(shortfall, int(explained or 0))
     return found
 
@@ -410,7 +403,7 @@ async def newly_shown(
 ) -> set[str]:
     """Items with a sale applied since their last read started: a new read shows it, so their
     targets must be computed again even if the level did not move."""
-    known = {i: t for i, t in ((i, _utc(t)) for i, t in since.items()) if t is not None}
+    known = {i: t for i, t in since.items() if t is not None}
     if not known:
         return set()
     rows = await conn.execute(
@@ -422,4 +415,4 @@ async def newly_shown(
             ledger.c.applied_at >= min(known.values()),
         )
     )
-    return {item for item, at in rows if (when := _utc(at)) is not None and when >= known[item]}
+    return {item for item, at in rows if at is not None and at >= known[item]}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -395,7 +395,7 @@ async def connect(
             )
         )
     ).all()
-    wait = policy.retry_after([_aware(r[0]) for r in failures], now)
+    wait = policy.retry_after([r[0] for r in failures], now)
     if wait is not None:
         raise RateLimitedError(
             f"too many wrong keys; try again in {int(wait.total_seconds()) + 1} seconds", wait
@@ -503,11 +503,6 @@ async def connect_by_key(
         except WrongKeyError as exc:
             refused = exc  # leave the block normally, so that the attempt is committed
     raise refused
-
-
-def _aware(value: datetime) -> datetime:
-    """SQLite returns naive datetimes; they are stored in UTC."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 async def disconnect(

@@ -92,7 +92,7 @@ def utcnow() -> datetime:
 
 
 def _aware(value: datetime) -> datetime:
-    # SQLite hands back naive datetimes; everything we store is UTC.
+    # A clock may give naive datetimes; everything we store is UTC.
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 

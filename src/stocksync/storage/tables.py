@@ -11,7 +11,6 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
-    DateTime,
     ForeignKey,
     Index,
     Integer,
@@ -25,6 +24,8 @@ from sqlalchemy import (
     text,
     true,
 )
+
+from stocksync.storage.types import UtcDateTime
 
 # Autoincrement keys: SQLite only autoincrements an INTEGER PRIMARY KEY.
 Id = BigInteger().with_variant(Integer(), "sqlite")
@@ -41,7 +42,7 @@ metadata = MetaData(
 
 
 def _ts(name: str, nullable: bool = True) -> Column[object]:
-    return Column(name, DateTime(timezone=True), nullable=nullable)
+    return Column(name, UtcDateTime(), nullable=nullable)
 
 
 stores = Table(
