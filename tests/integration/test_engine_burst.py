@@ -26,10 +26,9 @@ from sqlalchemy.engine import ExceptionContext
 from stocksync.domain.ports import LevelWrite, SetOutcome
 from stocksync.engine.catalog import import_products
 from stocksync.engine.ingest import IngestResult, ingest, payload_of
-from stocksync.engine.inventory import SOURCE_LOCATION
 from stocksync.engine.schedule import FLUSH_DESTINATION, REFRESH_SOURCE
 from stocksync.platforms.memory import MemoryStore
-from stocksync.storage.tables import inbox, source_dirty, sync_state
+from stocksync.storage.tables import SOURCE_LOCATION, inbox, source_dirty, sync_state
 from tests.harness import Harness
 from tests.integration.jobs_worker_proc import wait_until
 

@@ -14,11 +14,11 @@ from sqlalchemy import select
 
 from stocksync.domain.connection import ConnectionSettings
 from stocksync.engine.catalog import import_products
-from stocksync.engine.inventory import SOURCE_LOCATION, mark_source_dirty
+from stocksync.engine.inventory import mark_source_dirty
 from stocksync.engine.periodic import run_periodic
 from stocksync.engine.reconcile import LevelDrift, reconcile
 from stocksync.platforms.memory import MemoryStore
-from stocksync.storage.tables import ledger, metadata, sync_state
+from stocksync.storage.tables import SOURCE_LOCATION, ledger, metadata, sync_state
 from tests.harness import Harness
 from tests.integration.jobs_worker_proc import wait_until
 from tests.integration.test_engine_support import BACKENDS, fresh_harness, module_database

@@ -43,6 +43,7 @@ from stocksync.engine.runtime import Runtime
 from stocksync.storage import activity
 from stocksync.storage.sql import excluded, upsert
 from stocksync.storage.tables import (
+    SOURCE_LOCATION,
     connections,
     flush_pending,
     locations,
@@ -51,8 +52,6 @@ from stocksync.storage.tables import (
     sync_state,
     variant_links,
 )
-
-SOURCE_LOCATION = "*"  # sync_state's location key for a source's summed shared level
 
 
 class StaleLevelsError(TransientPlatformError):

@@ -21,7 +21,6 @@ from stocksync.domain.levels import plausible_quantity, shared_total
 from stocksync.domain.sales import sale_target
 from stocksync.engine import schedule
 from stocksync.engine.inventory import (
-    SOURCE_LOCATION,
     mark_pending,
     mark_source_dirty,
     refresh_source,
@@ -33,6 +32,7 @@ from stocksync.engine.runtime import Runtime
 from stocksync.engine.sales import end_graces, held_units, in_flight
 from stocksync.storage import activity
 from stocksync.storage.tables import (
+    SOURCE_LOCATION,
     connections,
     product_links,
     stores,

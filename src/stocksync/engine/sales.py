@@ -29,6 +29,7 @@ from stocksync.engine.records import StoreRecord
 from stocksync.engine.runtime import Runtime
 from stocksync.storage.sql import upsert
 from stocksync.storage.tables import (
+    SOURCE_LOCATION,
     connections,
     ledger,
     order_holds,
@@ -36,9 +37,6 @@ from stocksync.storage.tables import (
     sync_state,
     variant_links,
 )
-
-SOURCE_LOCATION = "*"  # as in engine/inventory.py (imported from here would be circular)
-
 
 # --- targets ----------------------------------------------------------------------------------
 

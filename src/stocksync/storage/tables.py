@@ -160,6 +160,9 @@ inbox = Table(
 
 # Per store, inventory item and location: what stocksync last read and last wrote. A source
 # keeps one row per item under the location key ``*`` (the sum of its shared locations).
+# sync_state's location key for a source's summed level over its shared locations.
+SOURCE_LOCATION = "*"
+
 sync_state = Table(
     "sync_state",
     metadata,
