@@ -3,9 +3,6 @@ B22, B23)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-
-import pytest
 from sqlalchemy import select
 
 from stocksync.domain.events import LevelChanged, OrderSeen
@@ -16,26 +13,8 @@ from stocksync.platforms.memory import TOPIC_LEVEL_UPDATE, TOPIC_ORDER_CREATE
 from stocksync.storage.tables import inbox, variant_links
 from tests.harness import Harness
 from tests.integration.test_engine_support import (
-    BACKENDS,
     activity,
-    fresh_harness,
-    module_database,
 )
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def db_url(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    """Both backends, one database per module (see ``test_engine_support``)."""
-    with module_database(request.param, tmp_path_factory) as url:
-        yield url
-
-
-@pytest.fixture
-async def h(db_url: str) -> AsyncIterator[Harness]:
-    async with fresh_harness(db_url) as harness:
-        yield harness
 
 
 async def _setup(h: Harness) -> None:

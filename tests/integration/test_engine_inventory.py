@@ -3,10 +3,7 @@ corrections, the safety buffer, reconciliation and pausing (B4, B14, B18, B19, B
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
-
-import pytest
 
 from stocksync.domain.connection import ConnectionSettings
 from stocksync.engine.catalog import import_products
@@ -15,26 +12,8 @@ from stocksync.engine.stores import set_connection_paused
 from stocksync.platforms.memory import MemoryStore
 from tests.harness import Harness
 from tests.integration.test_engine_support import (
-    BACKENDS,
     activity,
-    fresh_harness,
-    module_database,
 )
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def db_url(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    """Both backends, one database per module (see ``test_engine_support``)."""
-    with module_database(request.param, tmp_path_factory) as url:
-        yield url
-
-
-@pytest.fixture
-async def h(db_url: str) -> AsyncIterator[Harness]:
-    async with fresh_harness(db_url) as harness:
-        yield harness
 
 
 async def _setup(h: Harness, **destinations: ConnectionSettings) -> None:

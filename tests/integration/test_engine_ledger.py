@@ -4,7 +4,7 @@ idempotency key, retried until applied (B15, B17; ARCHITECTURE properties 2 and 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
@@ -18,21 +18,11 @@ from stocksync.engine.stores import install_store
 from stocksync.storage.tables import ledger, ledger_batches
 from tests.harness import Harness
 from tests.integration.test_engine_support import (
-    BACKENDS,
     activity,
     empty_database,
-    module_database,
 )
 
 INTERVAL = timedelta(hours=1)
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def db_url(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    with module_database(request.param, tmp_path_factory) as url:
-        yield url
 
 
 async def _harness(url: str, batch_size: int = 250) -> Harness:
@@ -42,8 +32,8 @@ async def _harness(url: str, batch_size: int = 250) -> Harness:
 
 
 @pytest.fixture
-async def h(db_url: str) -> AsyncIterator[Harness]:
-    harness = await _harness(db_url)
+async def h(module_db_url: str) -> AsyncIterator[Harness]:
+    harness = await _harness(module_db_url)
     yield harness
     await harness.close()
 
@@ -87,8 +77,8 @@ async def _batches(h: Harness) -> list[tuple[int, str, int, str]]:
         return [(r[0], r[1], r[2], r[3]) for r in rows]
 
 
-async def test_a_burst_of_sales_costs_one_adjustment_per_batch(db_url: str) -> None:
-    h = await _harness(db_url, batch_size=25)
+async def test_a_burst_of_sales_costs_one_adjustment_per_batch(module_db_url: str) -> None:
+    h = await _harness(module_db_url, batch_size=25)
     try:
         await _setup(h, available=100)
         dest, src = h.shop("dest"), h.shop("source")
@@ -228,10 +218,10 @@ async def test_a_given_up_order_sync_is_scheduled_again_by_the_periodic_job(
     assert status.orders_to_sync == 0
 
 
-async def test_keys_are_random_uuids_even_where_row_ids_coincide(db_url: str) -> None:
+async def test_keys_are_random_uuids_even_where_row_ids_coincide(module_db_url: str) -> None:
     seen: list[tuple[str, str]] = []
     for _ in range(2):  # two installations whose row ids start over
-        h = await _harness(db_url)
+        h = await _harness(module_db_url)
         try:
             await _setup(h)
             h.shop("dest").place_order([(_variant(h, "dest", "TEE-S"), 1)], financial_status="paid")

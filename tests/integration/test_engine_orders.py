@@ -3,10 +3,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-
-import pytest
-
 from stocksync.domain.connection import ConnectionSettings
 from stocksync.engine.catalog import import_products
 from stocksync.platforms.memory import (
@@ -17,26 +13,6 @@ from stocksync.platforms.memory import (
     Delivery,
 )
 from tests.harness import Harness
-from tests.integration.test_engine_support import (
-    BACKENDS,
-    fresh_harness,
-    module_database,
-)
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def db_url(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    """Both backends, one database per module (see ``test_engine_support``)."""
-    with module_database(request.param, tmp_path_factory) as url:
-        yield url
-
-
-@pytest.fixture
-async def h(db_url: str) -> AsyncIterator[Harness]:
-    async with fresh_harness(db_url) as harness:
-        yield harness
 
 
 async def _setup(h: Harness, settings: ConnectionSettings | None = None) -> None:

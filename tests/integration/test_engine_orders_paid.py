@@ -4,10 +4,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from sqlalchemy import select
 
 from stocksync.domain.connection import ConnectionSettings
@@ -24,26 +22,6 @@ from stocksync.platforms.memory import (
 from stocksync.platforms.shopify.webhooks import parse_webhook
 from stocksync.storage.tables import product_links
 from tests.harness import Harness
-from tests.integration.test_engine_support import (
-    BACKENDS,
-    fresh_harness,
-    module_database,
-)
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def db_url(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    """Both backends, one database per module (see ``test_engine_support``)."""
-    with module_database(request.param, tmp_path_factory) as url:
-        yield url
-
-
-@pytest.fixture
-async def h(db_url: str) -> AsyncIterator[Harness]:
-    async with fresh_harness(db_url) as harness:
-        yield harness
 
 
 async def _setup(h: Harness, settings: ConnectionSettings | None = None) -> None:

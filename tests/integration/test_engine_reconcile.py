@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import Sequence
 from datetime import timedelta
 
-import pytest
 from sqlalchemy import select
 
 from stocksync.domain.connection import ConnectionSettings
@@ -21,22 +20,6 @@ from stocksync.platforms.memory import MemoryStore
 from stocksync.storage.tables import SOURCE_LOCATION, ledger, metadata, sync_state
 from tests.harness import Harness
 from tests.integration.jobs_worker_proc import wait_until
-from tests.integration.test_engine_support import BACKENDS, fresh_harness, module_database
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def db_url(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    """Both backends, one database per module (see ``test_engine_support``)."""
-    with module_database(request.param, tmp_path_factory) as url:
-        yield url
-
-
-@pytest.fixture
-async def h(db_url: str) -> AsyncIterator[Harness]:
-    async with fresh_harness(db_url) as harness:
-        yield harness
 
 
 async def _setup(h: Harness, **destinations: ConnectionSettings) -> None:

@@ -7,12 +7,11 @@ tests deliver reports with one, as Shopify's ``inventory_levels/update`` does.""
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
-import pytest
 from sqlalchemy import select
 
 from stocksync.domain.events import LevelChanged
@@ -32,23 +31,8 @@ from stocksync.storage.tables import (
     variant_links,
 )
 from tests.harness import Harness
-from tests.integration.test_engine_support import BACKENDS, fresh_harness, module_database
 
 _ids = itertools.count(1)
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def db_url(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    with module_database(request.param, tmp_path_factory) as url:
-        yield url
-
-
-@pytest.fixture
-async def h(db_url: str) -> AsyncIterator[Harness]:
-    async with fresh_harness(db_url) as harness:
-        yield harness
 
 
 async def _setup(h: Harness) -> None:

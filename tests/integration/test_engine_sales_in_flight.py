@@ -7,10 +7,8 @@ that a level shown for a moment (not only the end state) is checked."""
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-
-import pytest
 
 from stocksync.domain.connection import ConnectionSettings
 from stocksync.domain.ports import LevelWrite, SetOutcome
@@ -19,23 +17,8 @@ from stocksync.engine.ledger import apply_ledger
 from stocksync.engine.reconcile import run_reconcile
 from stocksync.platforms.memory import TOPIC_LEVEL_UPDATE, Delivery, MemoryStore
 from tests.harness import Harness
-from tests.integration.test_engine_support import BACKENDS, fresh_harness, module_database
 
 GRACE = timedelta(seconds=60)
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def db_url(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    with module_database(request.param, tmp_path_factory) as url:
-        yield url
-
-
-@pytest.fixture
-async def h(db_url: str) -> AsyncIterator[Harness]:
-    async with fresh_harness(db_url) as harness:
-        yield harness
 
 
 class Clock:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 
 import pytest
@@ -23,26 +22,8 @@ from stocksync.engine.stores import (
 from stocksync.storage.tables import connections, product_links, variant_links
 from tests.harness import Harness
 from tests.integration.test_engine_support import (
-    BACKENDS,
     activity,
-    fresh_harness,
-    module_database,
 )
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def db_url(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    """Both backends, one database per module (see ``test_engine_support``)."""
-    with module_database(request.param, tmp_path_factory) as url:
-        yield url
-
-
-@pytest.fixture
-async def h(db_url: str) -> AsyncIterator[Harness]:
-    async with fresh_harness(db_url) as harness:
-        yield harness
 
 
 async def _key(h: Harness, store: str) -> str:

@@ -4,10 +4,9 @@ B15, B16, B17)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from sqlalchemy import select, update
 
 from stocksync.engine.catalog import import_products
@@ -18,21 +17,6 @@ from stocksync.engine.stores import install_store, set_connection_paused
 from stocksync.platforms.memory import normalise_version
 from stocksync.storage.tables import connections, store_cursors, stores
 from tests.harness import Harness
-from tests.integration.test_engine_support import BACKENDS, fresh_harness, module_database
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def db_url(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    with module_database(request.param, tmp_path_factory) as url:
-        yield url
-
-
-@pytest.fixture
-async def h(db_url: str) -> AsyncIterator[Harness]:
-    async with fresh_harness(db_url) as harness:
-        yield harness
 
 
 def _real_now() -> datetime:
