@@ -12,6 +12,7 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from stocksync.domain.connection import ConnectionSettings
+from stocksync.domain.ports import LevelsRead
 from stocksync.engine.catalog import import_products
 from stocksync.engine.inventory import mark_source_dirty
 from stocksync.engine.periodic import run_periodic
@@ -61,9 +62,7 @@ class HeldRead:
         self.release = asyncio.Event()
         self.calls = 0
 
-    async def __call__(
-        self, item_ids: Sequence[str], location_ids: Sequence[str]
-    ) -> dict[tuple[str, str], int | None]:
+    async def __call__(self, item_ids: Sequence[str], location_ids: Sequence[str]) -> LevelsRead:
         self.calls += 1
         answer = await self.inner(item_ids, location_ids)
         if self.calls == 1:

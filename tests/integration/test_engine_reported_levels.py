@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import select
 
 from stocksync.domain.events import LevelChanged
-from stocksync.domain.ports import LevelWrite, SetOutcome
+from stocksync.domain.ports import LevelsRead, LevelWrite, SetOutcome
 from stocksync.engine import levels_reported as reported
 from stocksync.engine.catalog import import_products
 from stocksync.engine.ingest import Inbound, Ingestor
@@ -380,3 +380,32 @@ async def test_a_report_of_the_write_s_own_second_is_settled_by_a_read(h: Harnes
     await h.deliver([await _change_at_source(h, "TEE-S", 10, at=1_001)])
     await h.settle()
     assert h.level("dest", "TEE-S") == 10
+
+
+def _reads_stamped(shop: MemoryStore, at: int) -> None:
+    """The store's reads give each level's time of change, as Shopify's
+    ``InventoryLevel.updatedAt`` does, on the clock of its level reports."""
+    original = shop.read_levels
+
+    async def stamped(items: Sequence[str], locations: Sequence[str]) -> LevelsRead:
+        levels = await original(items, locations)
+        return LevelsRead(levels, {key: at for key, level in levels.items() if level is not None})
+
+    shop.read_levels = stamped  # type: ignore[method-assign,assignment]
+
+
+async def test_a_report_older_than_a_read_is_stale(h: Harness) -> None:
+    """A source level read with its time of change: a report from before it, delivered after
+    the read, must not bring back the older level (it would show sold stock again)."""
+    await _setup(h)
+    src = h.shop("source")
+    _reads_stamped(src, 3_000)
+    src.set_available(_item(src, "TEE-S"), src.primary_location_id, 7)
+    h.world.take_outbox()
+    untimed = LevelChanged(_item(src, "TEE-S"), src.primary_location_id, 7, None)
+    await h.deliver([Delivery(src.ref, "untimed", TOPIC_LEVEL_UPDATE, untimed)])  # read
+    await h.settle()
+    assert h.level("dest", "TEE-S") == 7
+    await h.deliver([_report(src, "TEE-S", 10, at=2_999)])  # from before the read
+    await h.settle()
+    assert h.level("dest", "TEE-S") == 7

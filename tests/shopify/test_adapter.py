@@ -84,7 +84,13 @@ async def test_read_and_set_levels_round_trip(env: Env) -> None:
     level = env.shop.level(int(a), int(warehouse))
     assert level is not None
     assert outcome == SetOutcome(changed_at=int(level.updated_at))
-    assert await platform.read_levels([a, b], [warehouse]) == {(a, warehouse): 7, (b, warehouse): 0}
+    read = await platform.read_levels([a, b], [warehouse])
+    assert read == {(a, warehouse): 7, (b, warehouse): 0}
+    # Each level's time of change, on the same clock.
+    assert read.updated_at == {
+        (a, warehouse): int(level.updated_at),
+        (b, warehouse): int(level.updated_at),
+    }
 
 
 async def test_unknown_and_malformed_ids_read_as_not_stocked(env: Env) -> None:

@@ -10,13 +10,13 @@ from hypothesis import strategies as st
 
 from stocksync.domain.levels import (
     MAX_QUANTITY,
-    AfterWrite,
-    after_write,
+    Standing,
+    against_reports,
     choose_sale_location,
     destination_level,
     plausible_quantity,
-    reported_time_after_write,
     shared_total,
+    time_after_ours,
 )
 
 DETERMINISTIC = settings(derandomize=True, max_examples=200, deadline=None)
@@ -147,21 +147,21 @@ def test_chosen_location_always_stocks_the_item(
 @pytest.mark.parametrize(
     ("before", "now", "written_at", "standing"),
     [
-        (None, None, None, AfterWrite.OURS),  # nothing reported, before or during
-        (100, 100, None, AfterWrite.OURS),  # no report while the write was in flight
-        (100, 100, 105, AfterWrite.OURS),
-        (100, 103, 105, AfterWrite.OURS),  # a report from before the write, delivered late
-        (100, 107, 105, AfterWrite.REPORTED),  # a change after the write
-        (100, 105, 105, AfterWrite.UNKNOWN),  # the write's own second
-        (None, 105, 105, AfterWrite.UNKNOWN),
-        (100, 103, None, AfterWrite.UNKNOWN),  # a platform that gives no time of its writes
-        (None, 103, None, AfterWrite.UNKNOWN),
+        (None, None, None, Standing.OURS),  # nothing reported, before or during
+        (100, 100, None, Standing.OURS),  # no report while the write was in flight
+        (100, 100, 105, Standing.OURS),
+        (100, 103, 105, Standing.OURS),  # a report from before the write, delivered late
+        (100, 107, 105, Standing.REPORTED),  # a change after the write
+        (100, 105, 105, Standing.UNKNOWN),  # the write's own second
+        (None, 105, 105, Standing.UNKNOWN),
+        (100, 103, None, Standing.UNKNOWN),  # a platform that gives no time of its writes
+        (None, 103, None, Standing.UNKNOWN),
     ],
 )
 def test_a_write_is_ordered_against_reports_by_platform_time(
-    before: int | None, now: int | None, written_at: int | None, standing: AfterWrite
+    before: int | None, now: int | None, written_at: int | None, standing: Standing
 ) -> None:
-    assert after_write(before, now, written_at) is standing
+    assert against_reports(before, now, written_at) is standing
 
 
 @pytest.mark.parametrize(
@@ -171,4 +171,4 @@ def test_a_write_is_ordered_against_reports_by_platform_time(
 def test_a_level_we_wrote_carries_the_write_s_time(
     now: int | None, written_at: int | None, stamp: int | None
 ) -> None:
-    assert reported_time_after_write(now, written_at) == stamp
+    assert time_after_ours(now, written_at) == stamp

@@ -43,6 +43,21 @@ class LevelAdjustment:
     delta: int
 
 
+class LevelsRead(dict[tuple[str, str], int | None]):
+    """Levels read, per (item, location): the available quantity, ``None`` where the item is
+    not stocked there. ``updated_at`` gives, where the platform says (Shopify:
+    ``InventoryLevel.updatedAt``), when each level last changed, in whole epoch seconds on the
+    clock of its level reports: a report older than that is older than what was read."""
+
+    def __init__(
+        self,
+        levels: Mapping[tuple[str, str], int | None] | None = None,
+        updated_at: Mapping[tuple[str, str], int] | None = None,
+    ) -> None:
+        super().__init__(levels or {})
+        self.updated_at: dict[tuple[str, str], int] = dict(updated_at or {})
+
+
 @dataclass(frozen=True)
 class SetOutcome:
     """Result of a batch of :class:`LevelWrite`.
@@ -221,10 +236,9 @@ class StorePlatform(Protocol):
 
     async def list_locations(self) -> list[PlatformLocation]: ...
 
-    async def read_levels(
-        self, item_ids: Sequence[str], location_ids: Sequence[str]
-    ) -> dict[tuple[str, str], int | None]:
-        """Available quantity per (item, location); ``None`` where the item is not stocked."""
+    async def read_levels(self, item_ids: Sequence[str], location_ids: Sequence[str]) -> LevelsRead:
+        """Available quantity per (item, location); ``None`` where the item is not stocked;
+        with each level's time of change where the platform gives it."""
         ...
 
     async def set_levels(self, writes: Sequence[LevelWrite]) -> SetOutcome:

@@ -272,25 +272,18 @@ async def refresh_source(rt: Runtime, store_id: int) -> int:
             crash.point("refresh.after_read")
         now = rt.clock()
         async with rt.db.begin() as conn:
-            await reported.record_reads(
+            stored = await reported.record_reads(
                 conn,
                 store_id,
                 {(i, loc): known.get((i, loc)) for i in to_read for loc in locs},
                 levels,
                 now,
             )
-            # Again after the reads are stored: a report that arrived meanwhile wins over them.
-            before_read = known
+            # Again after the reads are stored: a report that arrived meanwhile may stand.
             known = await reported.location_levels(conn, store_id, items, locs)
             # Items whose level is the read's own: no report (perhaps from before a sale was
             # applied) replaced it meanwhile.
-            read_items = {
-                i
-                for i in to_read
-                if all(
-                    _reported_at(before_read, i, loc) == _reported_at(known, i, loc) for loc in locs
-                )
-            }
+            read_items = {i for i in to_read if all((i, loc) in stored for loc in locs)}
             shown_now = await sales.newly_shown(
                 conn, store_id, {i: previous_read.get(i) for i in read_items}
             )
@@ -366,13 +359,6 @@ async def refresh_source(rt: Runtime, store_id: int) -> int:
         total += len(done)
         if len(dirty) < rt.batch_size:
             return total
-
-
-def _reported_at(
-    rows: dict[tuple[str, str], reported.LocationLevel], item: str, location: str
-) -> int | None:
-    row = rows.get((item, location))
-    return row.reported_at if row is not None else None
 
 
 # --- flush_destination ------------------------------------------------------------------------
@@ -741,8 +727,10 @@ async def flush_destination(rt: Runtime, connection_id: int) -> int:
         must_read = sorted({p.item_id for p in work if p.force_read or p.known is None})
         platform = rt.platforms(dest)
         found: dict[str, int | None] = {}
+        read_at: dict[str, int | None] = {}  # the platform's time of each level read
         if must_read:
             fresh = await platform.read_levels(must_read, [location])
+            read_at = {i: fresh.updated_at.get((i, location)) for i in must_read}
             crash.point("flush.after_read")
             by_item = {p.item_id: p for p in work}
             for item in must_read:
@@ -817,17 +805,22 @@ async def flush_destination(rt: Runtime, connection_id: int) -> int:
             and p.item_id not in written
         }
         async with rt.db.begin() as conn:
-            reported_now = await _lock_reported_at(conn, dest.id, location, sorted(written))
+            # Levels we wrote or read, ordered against the reports taken meanwhile.
+            only_read = {i for i in must_read if i not in written}
+            reported_now = await _lock_reported_at(
+                conn, dest.id, location, sorted(set(written) | only_read)
+            )
+            ours_at = {**read_at, **written_at}
             standing = {
-                i: level_rules.after_write(loaded_at.get(i), reported_now.get(i), written_at.get(i))
-                for i in written
+                i: level_rules.against_reports(loaded_at.get(i), reported_now.get(i), ours_at[i])
+                for i in sorted(set(written) | only_read)
             }
             state_rows: list[dict[str, Any]] = []
             for item in sorted(targets):
                 level = written.get(item, observed.get(item, known.get(item)))
                 if level is None:
                     continue
-                ours = standing.get(item) is level_rules.AfterWrite.OURS
+                ours = standing.get(item) is level_rules.Standing.OURS
                 state_rows.append(
                     {
                         "store_id": dest.id,
@@ -840,9 +833,7 @@ async def flush_destination(rt: Runtime, connection_id: int) -> int:
                         "writing": None,
                         "unconfirmed": item in unsettled,
                         "reported_at": (
-                            level_rules.reported_time_after_write(
-                                reported_now.get(item), written_at.get(item)
-                            )
+                            level_rules.time_after_ours(reported_now.get(item), ours_at[item])
                             if ours
                             else loaded_at.get(item)
                         ),
@@ -857,7 +848,8 @@ async def flush_destination(rt: Runtime, connection_id: int) -> int:
                 [
                     r
                     for r in state_rows
-                    if standing.get(r["item_id"]) is level_rules.AfterWrite.OURS
+                    if r["item_id"] in written
+                    and standing[r["item_id"]] is level_rules.Standing.OURS
                 ],
                 conflict=("store_id", "item_id", "location"),
                 update={
@@ -875,9 +867,13 @@ async def flush_destination(rt: Runtime, connection_id: int) -> int:
             # A report taken while the write was in flight: ours is recorded (its echo is
             # recognised), the level is the report's if it is later; if the two cannot be
             # ordered, the level is read before the next write (unconfirmed, forced read).
-            reread = sorted(i for i, st in standing.items() if st is level_rules.AfterWrite.UNKNOWN)
+            reread = sorted(
+                i
+                for i, st in standing.items()
+                if i in written and st is level_rules.Standing.UNKNOWN
+            )
             for item, st in sorted(standing.items()):
-                if st is level_rules.AfterWrite.OURS:
+                if item not in written or st is level_rules.Standing.OURS:
                     continue
                 await conn.execute(
                     update(sync_state)
@@ -894,12 +890,38 @@ async def flush_destination(rt: Runtime, connection_id: int) -> int:
                         **({"unconfirmed": True} if item in reread else {}),
                     )
                 )
-            # Levels we left alone: stored unless a report arrived meanwhile (it stands, and
-            # marked the variant pending again).
+            # Levels read and left alone: stored where the read stands against the reports
+            # taken meanwhile, with the read's time (a report that stands marked the variant
+            # pending again).
             await upsert(
                 conn,
                 sync_state,
-                [r for r in state_rows if r["item_id"] not in written],
+                [
+                    r
+                    for r in state_rows
+                    if r["item_id"] in only_read
+                    and standing[r["item_id"]] is level_rules.Standing.OURS
+                ],
+                conflict=("store_id", "item_id", "location"),
+                update={
+                    "last_read": excluded("last_read"),
+                    "read_version": sync_state.c.read_version + 1,
+                    "unconfirmed": excluded("unconfirmed"),
+                    "reported_at": excluded("reported_at"),
+                    "updated_at": excluded("updated_at"),
+                    "unexplained": excluded("unexplained"),
+                    "lowered_at": excluded("lowered_at"),
+                },
+            )
+            # The others: stored unless a report arrived meanwhile.
+            await upsert(
+                conn,
+                sync_state,
+                [
+                    r
+                    for r in state_rows
+                    if r["item_id"] not in written and r["item_id"] not in only_read
+                ],
                 conflict=("store_id", "item_id", "location"),
                 update={
                     "last_read": excluded("last_read"),

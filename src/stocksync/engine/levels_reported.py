@@ -10,10 +10,11 @@ when it is the newest seen for that item and location:
 - two reports of the same second that disagree cannot be ordered (the platform's time has
   whole seconds): the row is flagged ``needs_read`` and the next refresh reads the level.
 
-A read stores what it saw without touching ``reported_at``, and only if no report arrived
-while it was in flight (compare-and-set on ``reported_at``); otherwise the newer report
-stands and the item stays dirty. Reports the platform never delivered leave a level behind
-until the next change or the periodic reconciliation, as before: reconciliation reads.
+A read stores what it saw if no report arrived while it was in flight, or if the platform
+gave the level's time of change and the report is older; it then carries that time, so that
+a report from before it, delivered late, is stale. Otherwise the report stands. Reports the
+platform never delivered leave a level behind until the next change or the periodic
+reconciliation, as before: reconciliation reads.
 
 These rows use the location's own id as their ``location``; a source's summed level over its
 shared locations stays in the ``*`` row (``engine/inventory.py``).
@@ -26,9 +27,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, case, false, or_, select
+from sqlalchemy import and_, case, false, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from stocksync.domain.levels import Standing, against_reports, time_after_ours
+from stocksync.domain.ports import LevelsRead
 from stocksync.storage.sql import excluded, upsert
 from stocksync.storage.tables import sync_state
 
@@ -161,24 +164,52 @@ async def record_reads(
     seen: Mapping[tuple[str, str], LocationLevel | None],
     levels: Mapping[tuple[str, str], int | None],
     now: datetime,
-) -> None:
-    """Store levels read at ``seen``'s keys, unless a report arrived since ``seen`` was taken."""
-    rows = [
-        {
-            "store_id": store_id,
-            "item_id": item,
-            "location": loc,
-            "last_read": levels.get((item, loc)),
-            "read_version": 1,
-            "reported_at": before.reported_at if before is not None else None,
-            "needs_read": False,
-            "unconfirmed": False,
-            "updated_at": now,
-        }
-        for (item, loc), before in sorted(seen.items())
-    ]
-    if not rows:
-        return
+) -> set[tuple[str, str]]:
+    """Store levels read at ``seen``'s keys, ordered against the reports that arrived since
+    ``seen`` was taken (``domain/levels.against_reports``): with the level's time of change
+    (``LevelsRead.updated_at``) a read later than such a report still stands, and carries its
+    time so that older reports delivered later are stale; without it, the report stands.
+    Returns the keys stored."""
+    if not seen:
+        return set()
+    times = levels.updated_at if isinstance(levels, LevelsRead) else {}
+    keys = sorted(seen)
+    query = (
+        select(sync_state.c.item_id, sync_state.c.location, sync_state.c.reported_at)
+        .where(
+            sync_state.c.store_id == store_id,
+            tuple_(sync_state.c.item_id, sync_state.c.location).in_(keys),
+        )
+        .order_by(sync_state.c.item_id, sync_state.c.location)
+    )
+    if conn.dialect.name == "postgresql":
+        # Locked in key order, as every transaction takes sync_state rows, until the rows
+        # below are written: no report slips in between this look and the write.
+        query = query.with_for_update()
+    current = {(r[0], r[1]): r[2] for r in await conn.execute(query)}
+    rows: list[dict[str, Any]] = []
+    stored: set[tuple[str, str]] = set()
+    for key in keys:
+        before = seen[key]
+        reported_now = current.get(key)
+        at = times.get(key)
+        standing = against_reports(before.reported_at if before else None, reported_now, at)
+        if standing is not Standing.OURS:
+            continue
+        stored.add(key)
+        rows.append(
+            {
+                "store_id": store_id,
+                "item_id": key[0],
+                "location": key[1],
+                "last_read": levels.get(key),
+                "read_version": 1,
+                "reported_at": time_after_ours(reported_now, at),
+                "needs_read": False,
+                "unconfirmed": False,
+                "updated_at": now,
+            }
+        )
     await upsert(
         conn,
         sync_state,
@@ -186,10 +217,11 @@ async def record_reads(
         conflict=("store_id", "item_id", "location"),
         update={
             "last_read": excluded("last_read"),
+            "reported_at": excluded("reported_at"),
             "needs_read": False,
             "unconfirmed": False,
             "read_version": sync_state.c.read_version + 1,
             "updated_at": excluded("updated_at"),
         },
-        where=lambda s: sync_state.c.reported_at.is_not_distinct_from(s.excluded.reported_at),
     )
+    return stored

@@ -82,6 +82,7 @@ from stocksync.domain.ports import (
     IdempotencyConflictError,
     IdempotencyKeySpentError,
     LevelAdjustment,
+    LevelsRead,
     LevelWrite,
     LocationInactiveError,
     OrderLine,
@@ -563,17 +564,18 @@ class MemoryStore:
             result = list(self._locations.values())
             return self._answer(lost, result)
 
-    async def read_levels(
-        self, item_ids: Sequence[str], location_ids: Sequence[str]
-    ) -> dict[tuple[str, str], int | None]:
+    async def read_levels(self, item_ids: Sequence[str], location_ids: Sequence[str]) -> LevelsRead:
+        # No time of change: the in-memory platform's level webhooks carry none either.
         await self._travel()
         with self.world.lock:
             lost = self._gate("read_levels")
-            result = {
-                (item, location): self._levels.get((item, location))
-                for item in item_ids
-                for location in location_ids
-            }
+            result = LevelsRead(
+                {
+                    (item, location): self._levels.get((item, location))
+                    for item in item_ids
+                    for location in location_ids
+                }
+            )
             self.faults.arm_race([pair for pair, level in result.items() if level is not None])
             return self._answer(lost, result)
 

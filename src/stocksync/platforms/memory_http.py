@@ -39,6 +39,7 @@ from stocksync.domain.ports import (
     IdempotencyConflictError,
     IdempotencyKeySpentError,
     LevelAdjustment,
+    LevelsRead,
     LevelWrite,
     LocationInactiveError,
     NotFoundError,
@@ -598,19 +599,19 @@ class HttpMemoryPlatform:
             lambda: [location_from_json(_obj(x, "location")) for x in _list(doc, "locations")]
         )
 
-    async def read_levels(
-        self, item_ids: Sequence[str], location_ids: Sequence[str]
-    ) -> dict[tuple[str, str], int | None]:
+    async def read_levels(self, item_ids: Sequence[str], location_ids: Sequence[str]) -> LevelsRead:
         doc = await self._call(
             "read_levels", {"item_ids": list(item_ids), "location_ids": list(location_ids)}
         )
 
-        def read() -> dict[tuple[str, str], int | None]:
+        def read() -> LevelsRead:
             levels = (_obj(x, "level") for x in _list(doc, "levels"))
-            return {
-                (_str(x, "item_id"), _str(x, "location_id")): _opt_int(x, "available")
-                for x in levels
-            }
+            return LevelsRead(
+                {
+                    (_str(x, "item_id"), _str(x, "location_id")): _opt_int(x, "available")
+                    for x in levels
+                }
+            )
 
         return self._decode(read)
 

@@ -51,6 +51,7 @@ from stocksync.domain.ports import (
     IdempotencyConflictError,
     IdempotencyKeySpentError,
     LevelAdjustment,
+    LevelsRead,
     LevelWrite,
     LocationInactiveError,
     OrderLine,
@@ -222,12 +223,8 @@ class ShopifyPlatform:
                 return found
             after = connection["pageInfo"]["endCursor"]
 
-    async def read_levels(
-        self, item_ids: Sequence[str], location_ids: Sequence[str]
-    ) -> dict[tuple[str, str], int | None]:
-        result: dict[tuple[str, str], int | None] = {
-            (i, loc): None for i in item_ids for loc in location_ids
-        }
+    async def read_levels(self, item_ids: Sequence[str], location_ids: Sequence[str]) -> LevelsRead:
+        result = LevelsRead({(i, loc): None for i in item_ids for loc in location_ids})
         items: list[tuple[str, str]] = []  # (caller's id, gid); ids that cannot exist read None
         for item_id in dict.fromkeys(item_ids):
             try:
@@ -251,6 +248,9 @@ class ShopifyPlatform:
                     )
                     for (item_id, _), node in zip(chunk, data["nodes"], strict=False):
                         result[(item_id, lid)] = _available(node)
+                        changed = _level_time(node)
+                        if changed is not None:
+                            result.updated_at[(item_id, lid)] = changed
                     return len(chunk)
 
                 start += await self._shrinking("read_chunk", read)
@@ -638,6 +638,19 @@ def _available(node: Mapping[str, Any] | None) -> int | None:
         if quantity.get("name") == "available":
             return int(quantity["quantity"])
     return None
+
+
+def _level_time(node: Mapping[str, Any] | None) -> int | None:
+    """When the level last changed (``InventoryLevel.updatedAt``), as its webhooks'
+    ``updated_at`` gives it: whole epoch seconds."""
+    level = (node or {}).get("inventoryLevel") or {}
+    text = level.get("updatedAt")
+    if not isinstance(text, str):
+        return None
+    try:
+        return int(parse_instant(text).timestamp())
+    except ValueError:
+        return None
 
 
 def _errors_by_index(errors: Sequence[Mapping[str, Any]], array: str) -> list[tuple[int, str]]:
