@@ -10,13 +10,10 @@ from hypothesis import strategies as st
 
 from stocksync.domain.levels import (
     MAX_QUANTITY,
-    Standing,
-    against_reports,
     choose_sale_location,
     destination_level,
     plausible_quantity,
     shared_total,
-    time_after_ours,
 )
 
 DETERMINISTIC = settings(derandomize=True, max_examples=200, deadline=None)
@@ -142,33 +139,3 @@ def test_chosen_location_always_stocks_the_item(
     assert chosen in stocked
     if not priority or not set(priority) & set(stocked):
         assert stocked[chosen] == max(stocked.values())
-
-
-@pytest.mark.parametrize(
-    ("before", "now", "written_at", "standing"),
-    [
-        (None, None, None, Standing.OURS),  # nothing reported, before or during
-        (100, 100, None, Standing.OURS),  # no report while the write was in flight
-        (100, 100, 105, Standing.OURS),
-        (100, 103, 105, Standing.OURS),  # a report from before the write, delivered late
-        (100, 107, 105, Standing.REPORTED),  # a change after the write
-        (100, 105, 105, Standing.UNKNOWN),  # the write's own second
-        (None, 105, 105, Standing.UNKNOWN),
-        (100, 103, None, Standing.UNKNOWN),  # a platform that gives no time of its writes
-        (None, 103, None, Standing.UNKNOWN),
-    ],
-)
-def test_a_write_is_ordered_against_reports_by_platform_time(
-    before: int | None, now: int | None, written_at: int | None, standing: Standing
-) -> None:
-    assert against_reports(before, now, written_at) is standing
-
-
-@pytest.mark.parametrize(
-    ("now", "written_at", "stamp"),
-    [(None, None, None), (100, None, 100), (None, 105, 105), (100, 105, 105), (107, 105, 107)],
-)
-def test_a_level_we_wrote_carries_the_write_s_time(
-    now: int | None, written_at: int | None, stamp: int | None
-) -> None:
-    assert time_after_ours(now, written_at) == stamp

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from enum import Enum
 
 # Shopify refuses quantities beyond one billion; anything larger is bad input, not stock.
 MAX_QUANTITY = 1_000_000_000
@@ -42,41 +41,3 @@ def choose_sale_location(
     if not stocked:
         return None
     return min(stocked, key=lambda loc: (-stocked[loc], loc))
-
-
-class Standing(Enum):
-    """Which level is the store's once our own look at it (a write, or a read) is done, given
-    the level reports that arrived meanwhile (see :func:`against_reports`)."""
-
-    OURS = "ours"  # the level we wrote or read stands
-    REPORTED = "reported"  # a report of a later change stands
-    UNKNOWN = "unknown"  # the two cannot be ordered
-
-
-def against_reports(
-    reported_before: int | None, reported_now: int | None, ours_at: int | None
-) -> Standing:
-    """Order our write or read against the store's level reports (platform times, whole
-    epoch seconds). ``reported_before``: the time of the last report taken when we started;
-    ``reported_now``: once we are done; ``ours_at``: the platform's time of the level we
-    wrote or read, when it gave one.
-
-    No report arrived meanwhile: ours stands. One did: it stands if it is later than ours;
-    ours does if it is later than the report. A report of the same second, or a level of
-    unknown time, cannot be ordered: a write is then read again (forgetting the write would
-    leave the store at a level the engine no longer believes it has; taking the report for
-    it would trust a level from before the write), a read gives way to the report."""
-    if reported_now == reported_before:
-        return Standing.OURS
-    if ours_at is None or reported_now is None or reported_now == ours_at:
-        return Standing.UNKNOWN
-    return Standing.OURS if reported_now < ours_at else Standing.REPORTED
-
-
-def time_after_ours(reported_now: int | None, ours_at: int | None) -> int | None:
-    """The report time a level we wrote or read carries: its own when the platform gave it,
-    so that a report older than it (delivered late; our write's echo was recognised as ours
-    and not stored) is ignored as stale."""
-    if ours_at is None:
-        return reported_now
-    return ours_at if reported_now is None else max(reported_now, ours_at)

@@ -13,7 +13,7 @@ import json
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from sqlalchemy import select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -31,6 +31,7 @@ from stocksync.domain.events import (
     ProductDeleted,
     RefundSeen,
 )
+from stocksync.domain.inventory import ReportMeaning, destination_report, is_echo, trusted
 from stocksync.domain.levels import plausible_quantity
 from stocksync.engine import crash, lifecycle, sales, schedule
 from stocksync.engine import levels_reported as reported
@@ -358,23 +359,28 @@ class _Batch:
         handled: set[int] = set()
         for store, inbox_id, ev in dests:
             at_location = [
-                r for r in by_pair.get((store.id, ev.item_id), []) if r[4] == ev.location_id
+                r for r in by_pair.get((store.id, ev.item_id), []) if r.location == ev.location_id
             ]
             if not at_location:
                 continue
             handled.add(inbox_id)
-            echo = all(_is_echo(ev, r[5], r[6]) for r in at_location)
+            echo = all(is_echo(ev.available, r.last_written, r.writing) for r in at_location)
             report = _trusted(ev, unconfirmed=not echo)
             if report is not None:
                 reports.append((store.id, report))
             for r in at_location:
-                last_written, writing, reported_at, last_read = r[5], r[6], r[7], r[8]
-                if _is_echo(ev, last_written, writing):
-                    continue
-                link = (r[0], r[1], store.id)
-                if report is None:
+                meaning = destination_report(
+                    ev.available,
+                    ev.changed_at,
+                    last_written=r.last_written,
+                    writing=r.writing,
+                    reported_at=r.reported_at,
+                    last_read=r.last_read,
+                )
+                link = (r.connection_id, r.link_id, store.id)
+                if meaning is ReportMeaning.UNTRUSTED:
                     pending[link] = True
-                elif reported_at is None or report.changed_at > reported_at:
+                elif meaning is ReportMeaning.NEWER and report is not None:
                     pending[link] = pending.get(link, False)
                     seen.append(
                         (
@@ -383,15 +389,15 @@ class _Batch:
                                 store.id,
                                 ev.item_id,
                                 ev.location_id,
-                                r[1],
-                                last_read,
+                                r.link_id,
+                                r.last_read,
                                 report.available,
                             ),
                         )
                     )
-                elif report.changed_at == reported_at and report.available != last_read:
+                elif meaning is ReportMeaning.DISAGREES:
                     pending[link] = True  # two reports of one second disagree
-                # else: older than what we know, a stale report
+                # else: our own write's echo, a stale report, or one saying nothing new
         return handled
 
     async def _flush_statuses(self) -> None:
@@ -407,11 +413,24 @@ class _Batch:
             )
 
 
+class _DestinationLink(NamedTuple):
+    """An active link of a destination item, with what is recorded at its receiving location."""
+
+    connection_id: int
+    link_id: int
+    store_id: int
+    item_id: str
+    location: str | None
+    last_written: int | None
+    writing: int | None
+    reported_at: int | None
+    last_read: int | None
+
+
 async def _destination_links(
     conn: AsyncConnection, pairs: Iterable[tuple[int, str]]
-) -> dict[tuple[int, str], list[Any]]:
-    """(destination store id, item id) -> its active links: connection id, link id, store id,
-    item id, receiving location, last_written, writing, reported_at, last_read."""
+) -> dict[tuple[int, str], list[_DestinationLink]]:
+    """(destination store id, item id) -> its active links."""
     rows = (
         await conn.execute(
             select(
@@ -441,15 +460,11 @@ async def _destination_links(
             )
         )
     ).all()
-    by_pair: dict[tuple[int, str], list[Any]] = defaultdict(list)
+    by_pair: dict[tuple[int, str], list[_DestinationLink]] = defaultdict(list)
     for r in rows:
-        by_pair[(r[2], r[3])].append(r)
+        link = _DestinationLink(*r)
+        by_pair[(link.store_id, link.item_id)].append(link)
     return by_pair
-
-
-def _is_echo(ev: LevelChanged, last_written: int | None, writing: int | None) -> bool:
-    """Our own write coming back: the level we last wrote, or are writing (B18)."""
-    return ev.available is not None and ev.available in (last_written, writing)
 
 
 async def recognise_echoes(rt: Runtime, batch: Sequence[Inbound]) -> set[int]:
@@ -489,8 +504,12 @@ async def recognise_echoes(rt: Runtime, batch: Sequence[Inbound]) -> set[int]:
         links = await _destination_links(conn, {(s.id, ev.item_id) for _, s, ev in eligible})
     echoes: set[int] = set()
     for n, store, ev in eligible:
-        at_location = [r for r in links.get((store.id, ev.item_id), []) if r[4] == ev.location_id]
-        if at_location and all(_is_echo(ev, r[5], r[6]) for r in at_location):
+        at_location = [
+            r for r in links.get((store.id, ev.item_id), []) if r.location == ev.location_id
+        ]
+        if at_location and all(
+            is_echo(ev.available, r.last_written, r.writing) for r in at_location
+        ):
             echoes.add(n)
     return echoes
 
@@ -498,7 +517,7 @@ async def recognise_echoes(rt: Runtime, batch: Sequence[Inbound]) -> set[int]:
 def _trusted(ev: LevelChanged, *, unconfirmed: bool = True) -> Report | None:
     """The report as a level to take, or None when it must be read instead: no level (a
     disconnect), no time of change to order it by, or an implausible quantity."""
-    if ev.available is None or ev.changed_at is None or not plausible_quantity(ev.available):
+    if ev.available is None or ev.changed_at is None or not trusted(ev.available, ev.changed_at):
         return None
     return Report(ev.item_id, ev.location_id, ev.available, ev.changed_at, unconfirmed)
 

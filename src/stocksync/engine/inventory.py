@@ -27,7 +27,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Table, and_, delete, func, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from stocksync.domain import levels as level_rules
+from stocksync.domain import inventory as level_rules
 from stocksync.domain import sales as sale_rules
 from stocksync.domain.levels import plausible_quantity, shared_total
 from stocksync.domain.ports import (

@@ -30,7 +30,7 @@ from typing import Any
 from sqlalchemy import and_, case, false, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from stocksync.domain.levels import Standing, against_reports, time_after_ours
+from stocksync.domain.inventory import Standing, against_reports, time_after_ours
 from stocksync.domain.ports import LevelsRead
 from stocksync.storage.sql import excluded, upsert
 from stocksync.storage.tables import sync_state
