@@ -277,13 +277,6 @@ async def test_reinstalling_resumes_suspended_connections_but_not_paused_ones(
     assert h.level("paused", "TEE-S") == 10
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: an order whose connection is suspended by the source's uninstall is "
-    "ignored ('no linked products') and counted only if a backfill later lists it (within "
-    "BACKFILL_MARGIN); meanwhile the reinstall shows its units for sale again on the other "
-    "destinations (B17, B24). Found by the stateful test's per-step check.",
-)
 async def test_a_sale_made_while_the_source_is_uninstalled_counts_once_it_is_back(
     h: Harness,
 ) -> None:
@@ -312,14 +305,6 @@ async def test_a_sale_made_while_the_source_is_uninstalled_counts_once_it_is_bac
     assert h.level("source", "TEE-S") == 7
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: the backfill cursor starts at the install's instant with its fraction of "
-    "a second, while Shopify's order times have whole seconds and an order placed in the "
-    "install's second counts (order_counts_for_link): such an order whose webhooks are lost "
-    "is never listed by the backfill (B17). Found by the stateful test with whole-second "
-    "versions.",
-)
 async def test_an_order_placed_in_the_install_second_is_found_by_the_backfill(
     h: Harness,
 ) -> None:
