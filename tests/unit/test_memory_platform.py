@@ -667,12 +667,14 @@ async def test_versions_strictly_increase_when_the_clock_stands_still(
     assert edited.version == "2025-03-01T12:00:01.500000Z"
     assert [o.id for o in await store.orders_changed_since(None)] == [first.id, second.id]
     assert store.orders() == await store.orders_changed_since(None)
-    assert await store.orders_changed_since(paid.version) == [edited]
+    # Inclusive, as Shopify's search: an order at exactly the instant is listed again.
+    assert await store.orders_changed_since(paid.version) == [store.order(first.id), edited]
     # any ISO-8601 spelling of the instant is understood
     assert await store.orders_changed_since("2025-03-01T13:00:00.000001+01:00") == [
         store.order(first.id),
         edited,
     ]
+    assert await store.orders_changed_since("2025-03-01T13:00:00.000003+01:00") == [edited]
     with pytest.raises(UserErrors) as bad:
         await store.orders_changed_since("yesterday")
     assert bad.value.codes == ("INVALID_QUERY",)

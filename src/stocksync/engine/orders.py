@@ -54,8 +54,10 @@ from stocksync.storage.tables import (
 )
 
 # B4: units sold are gone from the shared stock, so sales of a paused connection or paused
-# product still count; disconnected connections and unlinked products never do.
-COUNTING_CONNECTIONS = ("active", "paused")
+# product still count, and so do those of a connection suspended by an uninstall (applied to
+# the source once it is installed again); disconnected connections and unlinked products
+# never do.
+COUNTING_CONNECTIONS = ("active", "paused", "suspended")
 COUNTING_PRODUCT_LINKS = ("active", "paused")
 
 
@@ -535,10 +537,16 @@ async def start_backfill_cursor(conn: AsyncConnection, store_id: int, at: dateti
     """The order backfill of a newly installed store starts at its install: orders placed
     before never count (B15), so its history is never read. A store installed again keeps the
     cursor it had, so that what changed while it was uninstalled is still found."""
+    # From the install's whole second: Shopify's order times have whole seconds, and an order
+    # placed in that second, after the install, counts.
     await insert_ignore(
         conn,
         store_cursors,
-        {"store_id": store_id, "name": BACKFILL_CURSOR, "value": version_text(at)},
+        {
+            "store_id": store_id,
+            "name": BACKFILL_CURSOR,
+            "value": version_text(at.replace(microsecond=0)),
+        },
         conflict=("store_id", "name"),
     )
 
@@ -590,7 +598,7 @@ async def scan_orders(rt: Runtime, store: StoreRecord) -> OrderScan:
             installed = (
                 await conn.execute(select(stores.c.created_at).where(stores.c.id == store.id))
             ).scalar()
-            cursor = version_text(installed) if installed is not None else None
+            cursor = version_text(installed.replace(microsecond=0)) if installed else None
     changed = await rt.platforms(store).orders_changed_since(cursor)
     if not changed:
         return OrderScan(cursor, [], [])

@@ -651,8 +651,9 @@ class MemoryStore:
                     since = normalise_version(since)
                 except ValueError:
                     raise UserErrors(f"not an instant: {since!r}", ["INVALID_QUERY"]) from None
+            # Inclusive, as Shopify's ``updated_at:>=`` search (the adapter's contract).
             changed = sorted(
-                (o for o in self._orders.values() if since is None or o.version > since),
+                (o for o in self._orders.values() if since is None or o.version >= since),
                 key=_by_version,
             )
             return self._answer(lost, [self._snapshot(o) for o in changed])
