@@ -12,8 +12,12 @@ as a level: the level is read instead.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from enum import Enum
 
+from stocksync.domain import sales
 from stocksync.domain.levels import plausible_quantity
 
 
@@ -95,3 +99,137 @@ def time_after_ours(reported_now: int | None, ours_at: int | None) -> int | None
     if ours_at is None:
         return reported_now
     return ours_at if reported_now is None else max(reported_now, ours_at)
+
+
+# --- the plan of a destination flush ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FlushItem:
+    """A pending destination variant, as a flush finds it."""
+
+    item_id: str
+    target: int  # the source's level less sales in flight and held units, after the buffer
+    shortfall: sales.Shortfall  # units it went below its target that no order explains yet
+    known: int | None  # what we last read or wrote there, or a report said
+    unconfirmed: bool  # ``known`` came from a report only
+    last_written: int | None
+    force_read: bool
+
+
+def to_read(items: Iterable[FlushItem]) -> list[str]:
+    """What a flush reads first: levels asked to be read, and those never known."""
+    return sorted({i.item_id for i in items if i.force_read or i.known is None})
+
+
+def decrease_base(item: FlushItem) -> int | None:
+    """The level a decrease found by a read is counted from: what we knew there, or, when that
+    came from a report only (perhaps older than our last write), the lower of it and what we
+    last wrote. A late report must not make our own write pass for a sale."""
+    if item.unconfirmed and item.known is not None and item.last_written is not None:
+        return min(item.known, item.last_written)
+    return item.known
+
+
+@dataclass
+class FlushPlan:
+    """What a flush writes, against which compare values, and what it holds back. Mutable:
+    a stale compare met during the write updates it (:meth:`after_stale_compare`)."""
+
+    now: datetime
+    grace: timedelta
+    raw: dict[str, int]  # each item's target before held decreases
+    shortfall: dict[str, sales.Shortfall]
+    known: dict[str, int | None]  # the compare value of each write
+    targets: dict[str, int]  # what each item is to show now
+    holding: dict[str, datetime]  # items held back by a decrease, until when
+    changed: dict[str, int]  # the writes to make
+    found: dict[str, int | None]  # read levels that differed from what was known (drift)
+    reported_only: dict[str, int]  # last written level of items whose compare is a report
+
+    @property
+    def drift(self) -> dict[str, tuple[int | None, int]]:
+        """Levels found different from what was known and set back: (found, set)."""
+        return {i: (f, self.changed[i]) for i, f in self.found.items() if i in self.changed}
+
+    def after_stale_compare(self, item: str, before: int | None, level: int | None) -> int:
+        """An item's target again after a stale compare found ``level`` there: what changed it
+        may have been a sale, whose units must not be shown again. A decrease is counted from
+        the lower of the compare value and, when that came from a report only, the level we
+        last wrote."""
+        written = self.reported_only.pop(item, None)
+        if before is not None and written is not None:
+            before = min(before, written)
+        _observe(self.shortfall, item, self.raw[item], before, level, self.now)
+        shown = sales.to_show(self.raw[item], self.shortfall[item], self.now, self.grace)
+        self.shortfall[item] = shown.shortfall
+        if shown.look_again is not None:
+            self.holding[item] = shown.look_again
+        return shown.level
+
+
+def plan_flush(
+    items: Sequence[FlushItem],
+    read: Mapping[str, int | None],
+    now: datetime,
+    grace: timedelta,
+) -> FlushPlan:
+    """The writes of a flush, once the levels of :func:`to_read` are read (``read``).
+
+    A level read that went down may be a sale whose order is not known yet: its decrease is
+    held for the sale grace, not raised (B24). A level known from a report only is written
+    over even when it equals the target (a wrong report costs a failed compare and a read,
+    never a skipped write), unless a decrease holds it back."""
+    by_item = {i.item_id: i for i in items}
+    shortfall = {i.item_id: i.shortfall for i in items}
+    known: dict[str, int | None] = {i.item_id: i.known for i in items}
+    found: dict[str, int | None] = {}
+    for item_id, level in read.items():
+        item = by_item[item_id]
+        ours = item.last_written if item.unconfirmed else None
+        if item.known is not None and level not in (item.known, ours):
+            found[item_id] = level
+        _observe(shortfall, item_id, item.target, decrease_base(item), level, now)
+        known[item_id] = level
+    holding: dict[str, datetime] = {}
+    targets: dict[str, int] = {}
+    for item_id in sorted(by_item):
+        shown = sales.to_show(by_item[item_id].target, shortfall[item_id], now, grace)
+        targets[item_id], shortfall[item_id] = shown.level, shown.shortfall
+        if shown.look_again is not None:
+            holding[item_id] = shown.look_again
+    unconfirmed = {
+        i.item_id
+        for i in items
+        if i.unconfirmed and i.item_id not in read and i.item_id not in holding
+    }
+    return FlushPlan(
+        now=now,
+        grace=grace,
+        raw={i.item_id: i.target for i in items},
+        shortfall=shortfall,
+        known=known,
+        targets=targets,
+        holding=holding,
+        changed={i: t for i, t in targets.items() if known.get(i) != t or i in unconfirmed},
+        found=found,
+        reported_only={
+            i.item_id: i.last_written
+            for i in items
+            if i.item_id in unconfirmed and i.last_written is not None
+        },
+    )
+
+
+def _observe(
+    shortfall: dict[str, sales.Shortfall],
+    item: str,
+    target: int,
+    before: int | None,
+    level: int | None,
+    now: datetime,
+) -> None:
+    if level is not None:
+        shortfall[item] = sales.observed(
+            shortfall[item], target=target, previous=before, level=level, now=now
+        )

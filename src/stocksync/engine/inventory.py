@@ -21,7 +21,6 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from functools import partial
 from typing import Any
 
 from sqlalchemy import ColumnElement, Table, and_, delete, func, or_, select, tuple_, update
@@ -519,21 +518,6 @@ async def _settle_pending(
     )
 
 
-def _ours(p: _Pending) -> int | None:
-    """What we last wrote, when the level known there came from a report only: a read
-    finding it is our write standing, not drift."""
-    return p.last_written if p.unconfirmed else None
-
-
-def _decrease_base(p: _Pending) -> int | None:
-    """The level a decrease found by a read is counted from: what we knew there, or, when that
-    came from a report only (perhaps older than our last write), the lower of it and what we
-    last wrote. A late report must not make our own write pass for a sale."""
-    if p.unconfirmed and p.known is not None and p.last_written is not None:
-        return min(p.known, p.last_written)
-    return p.known
-
-
 async def _clear_connection(conn: AsyncConnection, connection_id: int) -> None:
     await _delete_in_key_order(
         conn,
@@ -594,46 +578,6 @@ async def _write_with_cas(
     if todo:
         raise StaleLevelsError(f"{len(todo)} levels kept changing during the write; will retry")
     return written, observed, written_at
-
-
-def _observe(
-    shortfall: dict[str, sale_rules.Shortfall],
-    item: str,
-    target: int,
-    before: int | None,
-    level: int | None,
-    now: datetime,
-) -> None:
-    """A level read at the destination: a decrease there may be a sale whose order is not
-    known yet (domain/sales.py)."""
-    if level is not None:
-        shortfall[item] = sale_rules.observed(
-            shortfall[item], target=target, previous=before, level=level, now=now
-        )
-
-
-def _retarget(
-    rt: Runtime,
-    raw: dict[str, int],
-    shortfall: dict[str, sale_rules.Shortfall],
-    holding: dict[str, datetime],
-    reported_only: dict[str, int],
-    item: str,
-    before: int | None,
-    level: int | None,
-) -> int:
-    """An item's target again after a stale compare found ``level`` there. A decrease is
-    counted from the lower of the compare value and, when that came from a report only, the
-    level we last wrote: a late report must not pass for a sale."""
-    written = reported_only.pop(item, None)
-    if before is not None and written is not None:
-        before = min(before, written)
-    _observe(shortfall, item, raw[item], before, level, rt.clock())
-    shown = sale_rules.to_show(raw[item], shortfall[item], rt.clock(), rt.sale_grace)
-    shortfall[item] = shown.shortfall
-    if shown.look_again is not None:
-        holding[item] = shown.look_again
-    return shown.level
 
 
 async def _note_writing(rt: Runtime, store_id: int, location: str, targets: dict[str, int]) -> None:
@@ -719,61 +663,47 @@ async def flush_destination(rt: Runtime, connection_id: int) -> int:
             )
             work = [p for p in pending if p.link_id in by_link]
             short = await sales.shortfalls(conn, dest.id, location, [p.item_id for p in work])
-        raw = {p.item_id: by_link[p.link_id] for p in work}
         # Items with no level known there yet have no shortfall (nothing seen to go down).
-        stored = {i: short.get(i, sales.Stored(sale_rules.Shortfall(), 0)) for i in raw}
-        shortfall = {i: stored[i].shortfall for i in raw}
-        known: dict[str, int | None] = {p.item_id: p.known for p in work}
-        must_read = sorted({p.item_id for p in work if p.force_read or p.known is None})
+        stored = {
+            p.item_id: short.get(p.item_id, sales.Stored(sale_rules.Shortfall(), 0)) for p in work
+        }
+        items = [
+            level_rules.FlushItem(
+                item_id=p.item_id,
+                target=by_link[p.link_id],
+                shortfall=stored[p.item_id].shortfall,
+                known=p.known,
+                unconfirmed=p.unconfirmed,
+                last_written=p.last_written,
+                force_read=p.force_read,
+            )
+            for p in work
+        ]
+        must_read = level_rules.to_read(items)
         platform = rt.platforms(dest)
-        found: dict[str, int | None] = {}
+        read: dict[str, int | None] = {}
         read_at: dict[str, int | None] = {}  # the platform's time of each level read
         if must_read:
             fresh = await platform.read_levels(must_read, [location])
-            read_at = {i: fresh.updated_at.get((i, location)) for i in must_read}
             crash.point("flush.after_read")
-            by_item = {p.item_id: p for p in work}
-            for item in must_read:
-                level = fresh.get((item, location))
-                if known.get(item) is not None and level not in (known[item], _ours(by_item[item])):
-                    found[item] = level
-                _observe(
-                    shortfall, item, raw[item], _decrease_base(by_item[item]), level, rt.clock()
-                )
-                known[item] = level
+            read = {i: fresh.get((i, location)) for i in must_read}
+            read_at = {i: fresh.updated_at.get((i, location)) for i in must_read}
         # A decrease no order explains yet is not raised within the grace (B24).
-        holding: dict[str, datetime] = {}
-        targets: dict[str, int] = {}
-        for item in sorted(raw):
-            shown = sale_rules.to_show(raw[item], shortfall[item], rt.clock(), rt.sale_grace)
-            targets[item], shortfall[item] = shown.level, shown.shortfall
-            if shown.look_again is not None:
-                holding[item] = shown.look_again
-        unconfirmed = {
-            p.item_id
-            for p in work
-            if p.unconfirmed and p.item_id not in must_read and p.item_id not in holding
-        }
-        changed = {i: t for i, t in targets.items() if known.get(i) != t or i in unconfirmed}
-        # Compare values that only a report gave (it may be late): what we wrote there last
-        # is as good a guess of what the destination showed.
-        reported_only = {
-            p.item_id: p.last_written
-            for p in work
-            if p.item_id in unconfirmed and p.last_written is not None
-        }
-        drift = {i: (f, changed[i]) for i, f in found.items() if i in changed}
+        plan = level_rules.plan_flush(items, read, rt.clock(), rt.sale_grace)
+        targets, shortfall, holding, changed = (
+            plan.targets,
+            plan.shortfall,
+            plan.holding,
+            plan.changed,
+        )
+        known = plan.known
+        drift = plan.drift
         if changed:
             await _note_writing(rt, dest.id, location, changed)
 
         try:
             written, observed, written_at = await _write_with_cas(
-                rt,
-                platform,
-                location,
-                changed,
-                known,
-                partial(_retarget, rt, raw, shortfall, holding, reported_only),
+                rt, platform, location, changed, known, plan.after_stale_compare
             )
         except LocationInactiveError as exc:
             async with rt.db.begin() as conn:
