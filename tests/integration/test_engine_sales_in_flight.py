@@ -212,14 +212,6 @@ async def test_the_end_of_the_grace_alone_sets_a_manual_decrease_back(h: Harness
     assert [q for _, q in writes] == [10]  # set back in one write, nothing in between
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: an unpaid order cancelled in the second it was placed (whole-second "
-    "versions) has two snapshots of one version with the same quantities; the engine takes "
-    "the one that arrives last, so orders/create after orders/cancelled holds its units "
-    "again, for good (the backfill skips a version already applied): the destination shows "
-    "them off its level forever (B18). Found by the stateful test.",
-)
 async def test_an_order_cancelled_in_its_own_second_holds_nothing_whatever_arrives_last(
     h: Harness,
 ) -> None:
