@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from stocksync.domain.connection import ConnectionSettings
 from stocksync.domain.levels import MAX_QUANTITY
 from stocksync.domain.ports import OrderLine, OrderSnapshot, RefundLine
+from stocksync.domain.sales import ENDED_STATUSES
 
 # States in which money was taken. None of them alone says the order was paid in full: a
 # deposit order that is partially refunded never was (B15); only evidence of payment in full
@@ -113,9 +114,23 @@ class OrderPlan:
 
 
 def fingerprint(snapshot: OrderSnapshot) -> str:
-    """What of a snapshot depends on its place in time: its lines' quantities. (Whether the
-    order counts does not: any snapshot in a counted state makes it count, for good.)"""
-    text = ";".join(f"{line.id}={line.quantity}" for line in sorted(snapshot.lines, key=_line_id))
+    """What of a snapshot depends on its place in time: its lines' quantities, and what
+    decides the units an order not counted holds on its store (cancelled or ended, units
+    restocked). Two snapshots of one version that differ in it cannot be ordered: the order
+    is read. (Whether the order counts does not: any snapshot in a counted state makes it
+    count, for good.)"""
+    restocked: dict[str, int] = {}
+    for refund in snapshot.refunds:
+        for rl in refund.lines:
+            if rl.restock:
+                restocked[rl.line_id] = restocked.get(rl.line_id, 0) + rl.quantity
+    ended = snapshot.cancelled or snapshot.financial_status.strip().lower() in ENDED_STATUSES
+    text = ";".join(
+        f"{line.id}={line.quantity}-{restocked.get(line.id, 0)}"
+        for line in sorted(snapshot.lines, key=_line_id)
+    )
+    if ended:
+        text += ";ended"
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
 
