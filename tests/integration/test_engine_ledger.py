@@ -337,15 +337,14 @@ async def test_sales_recorded_during_the_call_wait_for_their_own_linger(h: Harne
     await h.drain()
     adjust = src.adjust_levels
 
-    async def a_sale_meanwhile(*args: Any, **kw: Any) -> Any:
-        result = await adjust(*args, **kw)
+    async def a_sale_meanwhile(*args: Any, **kw: Any) -> None:
+        await adjust(*args, **kw)
         if src.counters.calls["adjust_levels"] == 1:
             dest.place_order([(_variant(h, "dest", "TEE-M"), 1)], financial_status="paid")
             deliveries = h.world.take_outbox()
-            for d, result in zip(deliveries, await h.deliver(deliveries), strict=True):
-                if d.topic.startswith("orders/") and result.inbox_id is not None:
-                    await process_event(h.rt, result.inbox_id)
-        return result
+            for d, recorded in zip(deliveries, await h.deliver(deliveries), strict=True):
+                if d.topic.startswith("orders/") and recorded.inbox_id is not None:
+                    await process_event(h.rt, recorded.inbox_id)
 
     src.adjust_levels = a_sale_meanwhile  # type: ignore[method-assign]
     assert await apply_ledger(h.rt, h.stores["source"].id) == 1
