@@ -50,10 +50,12 @@ import tempfile
 import time
 from collections import defaultdict
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
@@ -81,6 +83,7 @@ from stocksync.demo_shopify import Processes, start_web, start_worker, wait_read
 from stocksync.sandbox import Sandbox, serve_in_task
 from stocksync.sandbox.state import AdjustmentGroup, Shop, ShopError
 from stocksync.storage.migrate import upgrade_async
+from stocksync.storage.tables import inbox, ledger, ledger_batches
 from stocksync.web.install import WEBHOOK_PATH
 
 
@@ -91,6 +94,8 @@ class Sale:
     sku: str
     units: int
     sold_before: int  # units of this SKU sold before this sale (all destinations)
+    order_id: str = ""
+    wall: float = 0.0  # ``at`` on the wall clock, which stocksync's records are kept in
 
 
 class LevelLog:
@@ -207,7 +212,7 @@ async def shop_sales(
         units = rng.choice((1, 1, 1, 2))
         shop = sandbox.shop(dest_name(d))
         try:
-            shop.create_order(
+            order = shop.create_order(
                 lines=[{"variant_id": variant_of[d][sku], "quantity": units}],
                 financial_status="PAID",
                 inventory_behaviour="DECREMENT_OBEYING_POLICY",
@@ -215,9 +220,9 @@ async def shop_sales(
         except ShopError:
             refused += 1  # the destination showed fewer units than asked: no sale
             continue
-        now = time.monotonic()
+        now, wall = time.monotonic(), time.time()
         worst_lag = max(worst_lag, now - due)
-        sales.append(Sale(now, d, sku, units, sold[sku]))
+        sales.append(Sale(now, d, sku, units, sold[sku], str(order.id), wall))
         sold[sku] += units
     return sales, refused, worst_lag
 
@@ -238,6 +243,73 @@ def sale_latencies(sales: list[Sale], log: LevelLog, destinations: int) -> list[
             worst = max(worst, seen - sale.at)
         values.append(worst)
     return values
+
+
+def shown_at(
+    sales: list[Sale], log: LevelLog, destinations: int
+) -> tuple[list[float], list[float]]:
+    """Per sale: until the source shows it, and until every other destination does."""
+    to_source: list[float] = []
+    to_others: list[float] = []
+    for sale in sales:
+        at_most = log.start[(SOURCE, sale.sku)] - sale.sold_before - sale.units
+        seen = log.shown(SOURCE, sale.sku, sale.at, at_most)
+        to_source.append(math.inf if seen is None else seen - sale.at)
+        worst = 0.0
+        for d in range(destinations):
+            if d == sale.destination:
+                continue
+            seen = log.shown(dest_name(d), sale.sku, sale.at, max(0, at_most))
+            worst = math.inf if seen is None else max(worst, seen - sale.at)
+        to_others.append(worst)
+    return to_source, to_others
+
+
+async def stages(app: Any, sales: list[Sale]) -> dict[str, list[float]]:
+    """Where a sale's time goes, from stocksync's own records (its wall-clock timestamps):
+    checkout -> order webhook recorded -> order event processed (its ledger row written) ->
+    the row's batch recorded -> that batch applied on the source (the call returned)."""
+    wall = {sale.order_id: sale.wall for sale in sales}
+    out: dict[str, list[float]] = defaultdict(list)
+
+    def seconds(value: datetime) -> float:
+        aware = value.replace(tzinfo=UTC) if value.tzinfo is None else value
+        return aware.timestamp()
+
+    async with app.db.connect() as conn:
+        first: dict[str, tuple[float, float | None]] = {}
+        for event, received, processed in await conn.execute(
+            select(inbox.c.event, inbox.c.received_at, inbox.c.processed_at)
+            .where(inbox.c.topic.in_(("orders/create", "orders/paid")))
+            .order_by(inbox.c.id)
+        ):
+            order = (event or {}).get("data", {}).get("order", {}) if event else {}
+            order_id = str(order.get("id", ""))
+            if order_id in wall and order_id not in first:
+                first[order_id] = (
+                    seconds(received),
+                    seconds(processed) if processed is not None else None,
+                )
+        for order_id, (received, processed) in first.items():
+            out["checkout -> order webhook recorded"].append(received - wall[order_id])
+            if processed is not None:
+                out["order webhook recorded -> processed"].append(processed - received)
+        for order_id, created, formed, applied in await conn.execute(
+            select(
+                ledger.c.order_id,
+                ledger.c.created_at,
+                ledger_batches.c.created_at,
+                ledger_batches.c.applied_at,
+            ).join(ledger_batches, ledger_batches.c.id == ledger.c.batch_id)
+        ):
+            if str(order_id) not in wall or created is None:
+                continue
+            out["ledger row -> its batch recorded"].append(seconds(formed) - seconds(created))
+            if applied is not None:
+                out["batch recorded -> applied (source call)"].append(
+                    seconds(applied) - seconds(formed)
+                )
+    return out
 
 
 def oversold(log: LevelLog, sales: list[Sale]) -> int:
@@ -328,6 +400,7 @@ async def run(opts: Options, hot: int, log_line: Any) -> int:
                 ended = time.monotonic()
                 spent = {n: c.minus(before[n]) for n, c in counters(sandbox).items()}
                 cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
+                breakdown = await stages(app, sales)
                 return report(
                     opts,
                     sandbox,
@@ -338,6 +411,7 @@ async def run(opts: Options, hot: int, log_line: Any) -> int:
                     settled,
                     ended - stopped,
                     cpu,
+                    breakdown,
                     log_line,
                 )
         finally:
@@ -355,6 +429,7 @@ def report(
     settled: bool,
     drained: float,
     cpu: dict[str, float],
+    breakdown: dict[str, list[float]],
     log_line: Any,
 ) -> int:
     values = sale_latencies(sales, levels, opts.destinations)
@@ -367,6 +442,19 @@ def report(
         )
     else:
         log_line("no sale was shown everywhere")
+    to_source, to_others = shown_at(sales, levels, opts.destinations)
+    log_line("where a sale's time goes (median / p99 over the sales):")
+    for name, figures in [
+        *breakdown.items(),
+        ("sale -> source shows it", to_source),
+        ("sale -> every other destination shows it", to_others),
+    ]:
+        known = [v for v in figures if v != math.inf]
+        if known:
+            log_line(
+                f"  {name}: {statistics.median(known):.2f} s / {percentile(known, 99):.2f} s"
+                f" ({len(known)} sales)"
+            )
     per_call = len(sales) / adjusts.calls if adjusts.calls else math.inf
     log_line(
         f"source adjustment calls: {adjusts.calls} for {len(sales)} sales "

@@ -141,6 +141,7 @@ def build_app(settings: Settings) -> App:
         batch_size=settings.flush_batch_size,
         debounce=timedelta(milliseconds=settings.flush_debounce_ms),
         flush_interval=timedelta(milliseconds=settings.flush_interval_ms),
+        apply_linger=timedelta(milliseconds=settings.ledger_linger_ms),
         sale_grace=timedelta(seconds=settings.sale_grace_seconds),
     )
     return App(settings=settings, db=db, vault=vault, runtime=runtime)

@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     # At most one batch of writes per destination per interval: a busy source costs each
     # destination one call per interval, however many variants change.
     flush_interval_ms: int = Field(default=1000, ge=0, le=60_000)
+    # Destination sales wait this long before they are applied to their source: the sales of a
+    # burst then cost one adjustment call rather than one call each.
+    ledger_linger_ms: int = Field(default=500, ge=0, le=60_000)
     # How long a destination decrease that no order explains yet is left as it is before it
     # is taken for a manual change and set back (the order webhooks of a checkout normally
     # arrive within seconds of its level report).

@@ -6,12 +6,15 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import select
 
 from stocksync.engine import crash
 from stocksync.engine.catalog import import_products
+from stocksync.engine.ledger import apply_ledger
+from stocksync.engine.orders import process_event
 from stocksync.engine.periodic import run_periodic
 from stocksync.engine.status import sync_status
 from stocksync.engine.stores import install_store
@@ -259,3 +262,84 @@ async def test_a_reinstalled_source_applies_the_rows_its_given_up_job_left(h: Ha
     await h.settle()
     assert h.level("source", "TEE-M") == 6
     assert [r[1] for r in await _ledger(h)] == ["applied"]
+
+
+async def test_a_source_sharing_one_location_is_not_read_to_place_a_sale(h: Harness) -> None:
+    """With one shared location every sale is taken from it: reading the source's levels to
+    choose would cost a call per batch for nothing."""
+    await _setup(h)
+    src = h.shop("source")
+    calls: list[str] = []
+    read, adjust = src.read_levels, src.adjust_levels
+
+    async def reading(*args: Any, **kw: Any) -> Any:
+        calls.append("read_levels")
+        return await read(*args, **kw)
+
+    async def adjusting(*args: Any, **kw: Any) -> Any:
+        calls.append("adjust_levels")
+        return await adjust(*args, **kw)
+
+    src.read_levels = reading  # type: ignore[method-assign]
+    src.adjust_levels = adjusting  # type: ignore[method-assign]
+    h.shop("dest").place_order([(_variant(h, "dest", "TEE-S"), 2)], financial_status="paid")
+    await h.settle()
+    assert h.level("source", "TEE-S") == 8
+    assert calls[0] == "adjust_levels"  # the sale placed without a read
+    async with h.db.connect() as conn:
+        locations = (await conn.execute(select(ledger.c.location))).scalars().all()
+    assert locations == [src.primary_location_id]
+
+
+async def test_a_sale_is_applied_after_the_linger_with_the_sales_recorded_meanwhile(
+    h: Harness,
+) -> None:
+    """A recorded sale schedules its application ``apply_linger`` later; the sales recorded
+    before then join that job (its queueing lock), so that a burst costs one call."""
+    await _setup(h)
+    h.rt.apply_linger = timedelta(hours=1)  # far off: the drains below leave the job waiting
+    dest, src = h.shop("dest"), h.shop("source")
+    for sku in ("TEE-S", "TEE-M", "TEE-L"):
+        dest.place_order([(_variant(h, "dest", sku), 1)], financial_status="paid")
+        await h.deliver(h.world.take_outbox())
+        await h.drain()
+    # Each sale is recorded, none applied: their job lingers.
+    assert [r[1] for r in await _ledger(h)] == ["pending"] * 3
+    assert src.counters.calls["adjust_levels"] == 0
+    assert await apply_ledger(h.rt, h.stores["source"].id) == 3
+    assert src.counters.calls["adjust_levels"] == 1
+    assert {sku: h.level("source", sku) for sku in ("TEE-S", "TEE-M", "TEE-L")} == {
+        "TEE-S": 9,
+        "TEE-M": 9,
+        "TEE-L": 9,
+    }
+
+
+async def test_sales_recorded_during_the_call_wait_for_their_own_linger(h: Harness) -> None:
+    """A run that sent a partial batch does not go on with the sales recorded during its
+    call: each recording scheduled the job again, which lingers so that they gather with
+    the sales that follow rather than go out a few at a time."""
+    await _setup(h)
+    h.rt.apply_linger = timedelta(hours=1)
+    dest, src = h.shop("dest"), h.shop("source")
+    dest.place_order([(_variant(h, "dest", "TEE-S"), 1)], financial_status="paid")
+    await h.deliver(h.world.take_outbox())
+    await h.drain()
+    adjust = src.adjust_levels
+
+    async def a_sale_meanwhile(*args: Any, **kw: Any) -> None:
+        await adjust(*args, **kw)
+        if src.counters.calls["adjust_levels"] == 1:
+            dest.place_order([(_variant(h, "dest", "TEE-M"), 1)], financial_status="paid")
+            deliveries = h.world.take_outbox()
+            for d, recorded in zip(deliveries, await h.deliver(deliveries), strict=True):
+                if d.topic.startswith("orders/") and recorded.inbox_id is not None:
+                    await process_event(h.rt, recorded.inbox_id)
+
+    src.adjust_levels = a_sale_meanwhile  # type: ignore[method-assign]
+    assert await apply_ledger(h.rt, h.stores["source"].id) == 1
+    assert [r[1] for r in await _ledger(h)] == ["applied", "pending"]
+    assert src.counters.calls["adjust_levels"] == 1
+    h.rt.apply_linger = timedelta(0)
+    assert await apply_ledger(h.rt, h.stores["source"].id) == 1
+    assert (h.level("source", "TEE-S"), h.level("source", "TEE-M")) == (9, 9)

@@ -55,9 +55,14 @@ class Batch:
 
 
 async def apply_ledger(rt: Runtime, store_id: int) -> int:
-    """Apply pending ledger rows of one root source, batch after batch; returns rows applied."""
+    """Apply pending ledger rows of one root source, batch after batch; returns rows applied.
+
+    Recorded batches are all sent. A new batch is formed first, and again after a full one;
+    after a partial one the rows recorded meanwhile are left to the job their recording
+    scheduled, which lingers (``rt.apply_linger``) so that they gather into one call."""
     applied = 0
     renewals = 0
+    gathered = True  # whether rows recorded from now on are this run's to take
     while True:
         async with rt.db.begin() as conn:
             store = await load_store(conn, store_id)
@@ -65,10 +70,18 @@ async def apply_ledger(rt: Runtime, store_id: int) -> int:
         if store is None:
             return applied
         if batch is None:
+            if not gathered:
+                # Every row recorded schedules this job again: the rows recorded during the
+                # call wait out their own linger, and gather with the rows that follow.
+                return applied
             batch = await _form_batch(rt, store)
             if batch is None:
                 return applied
-        rows = await _batch_rows(rt, batch.id)
+            rows = await _batch_rows(rt, batch.id)
+            # A full batch leaves rows behind that are already due: they go next.
+            gathered = len(rows) >= rt.batch_size
+        else:
+            rows = await _batch_rows(rt, batch.id)
         changes = batch_changes(rows)
         try:
             if changes:
@@ -165,6 +178,10 @@ async def _choose_locations(
     """Where each sale not yet placed is taken from (B23's location priority)."""
     if not unplaced:
         return {}
+    if len(locs) == 1:
+        # One shared location: every choice is that one, whatever its levels, so reading
+        # them would cost a call per batch for nothing.
+        return {ledger_id: locs[0] for ledger_id, _, _ in unplaced}
     levels = await platform.read_levels(sorted({item for _, item, _ in unplaced}), locs)
     priority: list[str] | None = store.settings.get("location_priority")
     chosen: dict[int, str] = {}

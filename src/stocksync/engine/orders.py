@@ -28,10 +28,12 @@ from stocksync.domain.orders import (
     fingerprint,
     order_counts_for_link,
     order_created,
+    parse_instant,
     plan_order,
     refund_natural_key,
     restock_unconfirmed,
     restock_units,
+    shows_paid_in_full,
     version_text,
 )
 from stocksync.domain.ports import OrderSnapshot, Refund
@@ -501,6 +503,11 @@ async def process_event(rt: Runtime, inbox_id: int) -> None:
         status = (await conn.execute(select(inbox.c.status).where(inbox.c.id == inbox_id))).scalar()
         if status != "pending":
             return
+        if isinstance(event, OrderSeen) and await _applied_already(conn, store.id, event.order):
+            # A second webhook with the same order (Shopify sends orders/create and
+            # orders/paid for a paid checkout): nothing to count, hold or schedule again.
+            await _finish(conn, inbox_id, "processed", None)
+            return
         if snapshot is not None:
             await apply_snapshot(
                 rt, conn, store, snapshot, from_read=not isinstance(event, OrderSeen)
@@ -511,6 +518,61 @@ async def process_event(rt: Runtime, inbox_id: int) -> None:
             await apply_refund(rt, conn, store, event.order_id, refund)
         await _finish(conn, inbox_id, "processed", None)
         crash.point("order.before_commit")
+
+
+async def _applied_already(conn: AsyncConnection, store_id: int, snapshot: OrderSnapshot) -> bool:
+    """Whether this snapshot is one already applied to a counted order: the same version,
+    quantities, status and evidence of payment, no refund in it, and no link made since the
+    order was placed (one made in its second may count its lines). Applying it again would
+    change nothing; this tells so in two reads instead of the whole plan."""
+    if snapshot.refunds:
+        return False
+    seen = (
+        await conn.execute(
+            select(
+                orders_seen.c.counted,
+                orders_seen.c.version,
+                orders_seen.c.fingerprint,
+                orders_seen.c.financial_status,
+                orders_seen.c.cancelled,
+                orders_seen.c.paid_in_full,
+                orders_seen.c.order_created_at,
+            ).where(
+                orders_seen.c.destination_store_id == store_id,
+                orders_seen.c.order_id == snapshot.id,
+            )
+        )
+    ).all()
+    if not seen:
+        return False
+    print_ = fingerprint(snapshot)
+    paid = shows_paid_in_full(snapshot)
+    for counted, version, prior, status, cancelled, paid_in_full, _placed in seen:
+        if not (
+            counted
+            and version == snapshot.version
+            and prior == print_
+            and status == snapshot.financial_status
+            and bool(cancelled) == snapshot.cancelled
+            and (paid_in_full or not paid)
+        ):
+            return False
+    placed = [str(r[6]) for r in seen if r[6] is not None]
+    variant_ids = sorted({line.variant_id for line in snapshot.lines if line.variant_id})
+    if not placed or not variant_ids:
+        return False
+    newer_link = (
+        await conn.execute(
+            select(variant_links.c.id)
+            .where(
+                variant_links.c.destination_store_id == store_id,
+                variant_links.c.destination_variant_id.in_(variant_ids),
+                variant_links.c.created_at >= parse_instant(min(placed)).replace(microsecond=0),
+            )
+            .limit(1)
+        )
+    ).first()
+    return newer_link is None
 
 
 async def _finish(conn: AsyncConnection, inbox_id: int, status: str, error: str | None) -> None:

@@ -36,6 +36,9 @@ class Runtime:
     debounce: timedelta = field(default_factory=lambda: timedelta(milliseconds=200))
     # Writes to one destination start at most once per interval (see flush_destination).
     flush_interval: timedelta = field(default_factory=lambda: timedelta(seconds=1))
+    # Sales wait this long before they are applied to their source, so that the sales of a
+    # burst go in one adjustment call (up to ``batch_size`` changes) instead of a few each.
+    apply_linger: timedelta = field(default_factory=lambda: timedelta(milliseconds=500))
     stale_retries: int = 3
     clock: Callable[[], datetime] = utcnow
     webhook_url: WebhookUrlResolver = no_webhook_url

@@ -82,12 +82,15 @@ async def process_event(
 
 
 async def apply_ledger(rt: Runtime, conn: AsyncConnection, root_store_id: int) -> None:
+    """Apply the root source's pending ledger rows after the linger: the sales recorded
+    meanwhile coalesce into this job, and so into one adjustment call."""
     await rt.queue.enqueue(
         conn,
         APPLY_LEDGER,
         {"store_id": root_store_id},
         lock=f"apply:{root_store_id}",
         queueing_lock=f"apply:{root_store_id}",
+        schedule_at=rt.clock() + rt.apply_linger if rt.apply_linger else None,
     )
 
 
