@@ -97,6 +97,7 @@ class Harness:
             platforms=lambda store: world.platform(store.external_id),
             batch_size=batch_size,
             debounce=timedelta(0),
+            apply_linger=timedelta(0),  # as the debounce: drains need no wait
             # Jobs are drained as soon as they are due: no pacing, or drains would wait.
             flush_interval=timedelta(0),
         )

@@ -154,6 +154,7 @@ class SandboxWorld:
             queue=queue,
             platforms=self.platform,
             debounce=timedelta(0),
+            apply_linger=timedelta(0),  # as the debounce: drains need no wait
             flush_interval=timedelta(0),
         )
         self.registry = build_registry(self.rt)
