@@ -517,6 +517,34 @@ async def test_embedded_worker_is_woken_by_an_enqueue_in_its_process(sqlite_db: 
             await worker
 
 
+async def test_embedded_worker_is_woken_by_an_enqueue_in_another_process(sqlite_db: Db) -> None:
+    """The web process records a webhook and enqueues its job: the worker, in another process,
+    starts it at once, not at its next poll."""
+    queue = sqlite_db.queue(poll_interval=60.0)
+    done = asyncio.Event()
+
+    async def note(context: JobContext, args: dict[str, Any]) -> None:
+        done.set()
+
+    registry = TaskRegistry()
+    registry.register("note", note)
+    # Another engine on the same file, with its own queue object: what another process has.
+    elsewhere = create_engine(sqlite_db.url)
+    other_queue = Db("sqlite", sqlite_db.url, elsewhere).queue(poll_interval=60.0)
+    worker = asyncio.create_task(queue.run_worker(registry))
+    try:
+        for _ in range(2):
+            done.clear()
+            async with elsewhere.begin() as conn:
+                await other_queue.enqueue(conn, "note", {})
+            await asyncio.wait_for(done.wait(), 10)
+    finally:
+        worker.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await worker
+        await elsewhere.dispose()
+
+
 async def test_embedded_lost_final_attempt_is_dead_lettered(sqlite_db: Db) -> None:
     clock = FakeClock()
     queue = sqlite_db.queue(clock=clock, max_attempts=2)

@@ -41,6 +41,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
@@ -85,6 +86,9 @@ _RELEASE_TIMEOUT_SECONDS = 5.0
 
 # A scheduled job is started this much after its time at the earliest: not a busy loop.
 _SOONEST_WAKE_SECONDS = 0.005
+# How often a worker on a SQLite file looks whether another process committed (see
+# ``_watch_commits``): a stat of the WAL file, no query unless it changed.
+_COMMIT_WATCH_SECONDS = 0.01
 
 
 def utcnow() -> datetime:
@@ -483,6 +487,30 @@ class EmbeddedJobQueue:
         wait = (_aware(first) - now).total_seconds()
         return min(self.poll_interval, max(_SOONEST_WAKE_SECONDS, wait))
 
+    async def _watch_commits(self, wal: Path, wakeup: asyncio.Event) -> None:
+        """Wake the worker when another process commits a job it can run now.
+
+        An enqueue in this process wakes its workers at once; one in another process (the web
+        process recording a webhook) would wait for the next poll, up to ``poll_interval``, at
+        every such hop of a sale. SQLite appends every commit to the WAL file, so a change of
+        its size or time is a commit somewhere: only then is the queue read (a read, no lock
+        taken), and the worker woken only if a job is runnable now, so that commits of jobs
+        that must wait (a lock held, a later time) cost no fetch."""
+        last = _stamp(wal)
+        while True:
+            await asyncio.sleep(_COMMIT_WATCH_SECONDS)
+            stamp = _stamp(wal)
+            if stamp == last:
+                continue
+            last = stamp
+            try:
+                async with reading(self.engine) as conn:
+                    runnable = await conn.scalar(select(exists(self._candidate(self._now()))))
+            except SQLAlchemyError:
+                continue
+            if runnable:
+                wakeup.set()
+
     async def _quiet(self) -> bool:
         """No job running anywhere and none due within the drain horizon."""
         due = self._now() + self.drain_horizon
@@ -525,6 +553,12 @@ class EmbeddedJobQueue:
             wakeup.set()
 
         heartbeat = asyncio.create_task(self._heartbeat(worker, running), name="job leases")
+        wal = _wal_file(self.engine)
+        watcher = (
+            asyncio.create_task(self._watch_commits(wal, wakeup), name="job commits")
+            if wal is not None
+            else None
+        )
         try:
             while True:
                 wakeup.clear()
@@ -560,6 +594,8 @@ class EmbeddedJobQueue:
                     await asyncio.wait_for(wakeup.wait(), timeout=pause)
         finally:
             self._wakeups.discard(wakeup)
+            if watcher is not None:
+                watcher.cancel()
             heartbeat.cancel()
             await self._shutdown(worker, running, outcomes, heartbeat)
 
@@ -649,3 +685,19 @@ class EmbeddedJobQueue:
         counts = dict.fromkeys(JOB_STATUSES, 0)
         counts.update({str(status): int(n) for status, n in rows})
         return counts
+
+
+def _wal_file(engine: AsyncEngine) -> Path | None:
+    """The WAL file of a SQLite database file, or None (PostgreSQL, an in-memory database)."""
+    url = engine.url
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    return Path(f"{url.database}-wal")
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return (info.st_size, info.st_mtime_ns)
