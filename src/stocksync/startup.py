@@ -208,12 +208,9 @@ async def _schema_state(conn: AsyncConnection) -> tuple[str | None, bool]:
 
 
 def _known(revision: str) -> bool:
-    from alembic.script import ScriptDirectory
+    from stocksync.storage.migrate import script_directory
 
-    from stocksync.storage.migrate import alembic_config
-
-    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
-    return any(r.revision == revision for r in script.walk_revisions())
+    return any(r.revision == revision for r in script_directory().walk_revisions())
 
 
 def _newer_than_code(url: URL, current: str) -> StartupError:

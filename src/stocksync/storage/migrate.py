@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,8 +27,14 @@ def alembic_config(url: str) -> Config:
     return cfg
 
 
+@functools.cache
+def script_directory() -> ScriptDirectory:
+    """The migrations, read once per process."""
+    return ScriptDirectory.from_config(alembic_config("sqlite://"))
+
+
 def head_revision() -> str:
-    heads = ScriptDirectory.from_config(alembic_config("sqlite://")).get_heads()
+    heads = script_directory().get_heads()
     if len(heads) != 1:
         raise RuntimeError(f"migrations have {len(heads)} heads; expected one")
     return heads[0]
