@@ -255,13 +255,13 @@ async def check_schema(url: URL, *, migrate: bool) -> None:
 
 
 async def _secrets_at_rest(conn: AsyncConnection) -> list[bytes]:
-    rows = await conn.execute(
+    tokens = await conn.scalars(
         select(func.coalesce(stores.c.credentials, stores.c.key_encrypted))
         .where(or_(stores.c.credentials.is_not(None), stores.c.key_encrypted.is_not(None)))
         .order_by(stores.c.id.desc())
         .limit(_PROBED_SECRETS)
     )
-    found = [bytes(r[0]) for r in rows]
+    found = [bytes(token) for token in tokens]
     await conn.rollback()
     return found
 
