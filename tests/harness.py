@@ -80,6 +80,9 @@ class Harness:
     rt: Runtime
     registry: TaskRegistry
     vault: Vault
+    # The vault's key, for worker processes started on the same database: they must open
+    # what this process stored.
+    secret_key: str
     stores: dict[str, StoreRecord] = field(default_factory=dict)
     connections: dict[str, ConnectionRecord] = field(default_factory=dict)
 
@@ -101,7 +104,8 @@ class Harness:
             # Jobs are drained as soon as they are due: no pacing, or drains would wait.
             flush_interval=timedelta(0),
         )
-        return cls(world, db, rt, build_registry(rt), Vault([Fernet.generate_key().decode()]))
+        key = Fernet.generate_key().decode()
+        return cls(world, db, rt, build_registry(rt), Vault([key]), key)
 
     async def close(self) -> None:
         await self.db.dispose()

@@ -6,7 +6,7 @@ import asyncio
 import signal
 import sys
 from collections.abc import Coroutine
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from pydantic import ValidationError
@@ -26,15 +26,37 @@ console = Console()
 err = Console(stderr=True)
 
 
+def fail(message: str, code: int = 1) -> NoReturn:
+    """Stop the command with one plain line on stderr (not through rich: it would wrap a long
+    line at the terminal's width)."""
+    sys.stderr.write(f"error: {message}\n")
+    raise typer.Exit(code)
+
+
 def load_settings() -> Settings:
     try:
         return Settings()
     except ValidationError as exc:
-        err.print("[red]Configuration error[/red] (environment variables STOCKSYNC_*):")
+        problems = []
         for problem in exc.errors():
-            name = "STOCKSYNC_" + "_".join(str(p) for p in problem["loc"]).upper()
-            err.print(f"  {name}: {problem['msg']}")
-        raise typer.Exit(2) from None
+            message = str(problem["msg"]).removeprefix("Value error, ")
+            if problem["loc"]:
+                name = "STOCKSYNC_" + "_".join(str(p) for p in problem["loc"]).upper()
+                message = f"{name}: {message}"
+            problems.append(message)
+        fail("; ".join(problems) + " (environment variables STOCKSYNC_*)", 2)
+
+
+def check_startup(settings: Settings, **options: Any) -> None:
+    """The shared startup check (stocksync.startup): a plain line and a non-zero exit on an
+    expected condition; on SQLite the schema is brought to the head."""
+    from stocksync.startup import StartupError
+    from stocksync.startup import check_startup as check
+
+    try:
+        check(settings, **options)
+    except StartupError as exc:
+        fail(str(exc), exc.code)
 
 
 def redact(url: str) -> str:
@@ -46,16 +68,17 @@ def redact(url: str) -> str:
 @app.command()
 def migrate() -> None:
     """Bring the database to the latest schema."""
+    from stocksync.startup import Schema, one_line
     from stocksync.storage.migrate import head_revision, upgrade
 
     settings = load_settings()
+    check_startup(settings, schema=Schema.ANY)
     url = settings.resolved_database_url
     try:
         upgrade(url)
     except Exception as exc:  # reported plainly, with the database named
-        err.print(f"[red]Migration failed[/red] on {redact(url)}: {exc}")
-        raise typer.Exit(1) from None
-    console.print(f"Database {redact(url)} is at migration head {head_revision()}.")
+        fail(f"migration failed on {redact(url)}: {one_line(str(exc))}")
+    print(f"Database {redact(url)} is at migration head {head_revision()}.")
 
 
 def run_until_stopped(work: Coroutine[Any, Any, _T]) -> _T | None:
@@ -107,6 +130,8 @@ def doctor(
     from stocksync.doctor import run_doctor
 
     settings = load_settings()
+    # The database is not touched here: the doctor connects and reports on it itself.
+    check_startup(settings, database=False)
     report = asyncio.run(run_doctor(settings, console, fix=fix))
     for warning in report.warnings:
         err.print(f"[yellow]warning:[/yellow] {warning}")
@@ -125,15 +150,31 @@ def serve(
         bool, typer.Option("--worker/--no-worker", help="Run a job worker in this process.")
     ] = True,
 ) -> None:
-    """Run the web app (webhooks, API, dashboard), by default with an embedded worker."""
+    """Run the web app (webhooks, API, dashboard), by default with an embedded worker.
+
+    On SQLite (the default) the database is brought to the latest schema first; on PostgreSQL
+    `stocksync migrate` must have run."""
+    from stocksync.startup import StartupError, listening_socket
+
+    settings = load_settings()
+    try:
+        sock = listening_socket(host, port)
+    except StartupError as exc:
+        fail(str(exc), exc.code)
+    check_startup(settings)
+    # Imported once the checks have passed: a refusal stays quick.
     import uvicorn
 
     from stocksync.bootstrap import build_app
     from stocksync.web.app import create_web_app
 
-    settings = load_settings()
     web = create_web_app(build_app(settings), embedded_worker=worker)
-    uvicorn.run(web, host=host, port=port, log_level="warning")
+    bound = sock.getsockname()
+    shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
+    # Said once the port is ours (with --port 0, the one the system chose).
+    print(f"stocksync serving on http://{shown}:{bound[1]}", flush=True)
+    config = uvicorn.Config(web, host=host, port=bound[1], log_level="warning")
+    uvicorn.Server(config).run(sockets=[sock])
 
 
 @app.command()
@@ -144,13 +185,24 @@ def worker(
         typer.Option(help="Worker name; must differ between workers (default: host, pid, random)."),
     ] = None,
 ) -> None:
-    """Run a job worker until interrupted."""
+    """Run a job worker until interrupted.
+
+    On SQLite (the default) the database is brought to the latest schema first; on PostgreSQL
+    `stocksync migrate` must have run."""
+    from stocksync.startup import StartupError, prepare
+
+    settings = load_settings()
+    # The database is checked (and a SQLite one migrated) before the heavier imports, and
+    # inside the loop that handles SIGINT and SIGTERM, so a stop during the check is clean.
+    check_startup(settings, database=False)
     from stocksync.bootstrap import build_app
     from stocksync.jobs.queue import worker_name
 
-    settings = load_settings()
-
     async def main() -> None:
+        try:
+            await prepare(settings)
+        except StartupError as exc:
+            fail(str(exc), exc.code)
         built = build_app(settings)
         try:
             await built.start_periodic()

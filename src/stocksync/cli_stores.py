@@ -47,13 +47,18 @@ def _settings() -> Settings:
 def _run(work: Callable[[App], Awaitable[_T]], settings: Settings | None = None) -> _T:
     """Run ``work`` with a built app, turning engine refusals into a plain message."""
     from stocksync.bootstrap import UnsupportedPlatformError, build_app
+    from stocksync.cli import check_startup
     from stocksync.domain.ports import PlatformError
     from stocksync.engine.status import AmbiguousStoreError
     from stocksync.engine.stores import StoreError
     from stocksync.platforms.shopify.oauth import InstallError
 
+    resolved = settings or _settings()
+    # On SQLite the schema is brought to the head, as by `serve`; a plain line otherwise.
+    check_startup(resolved)
+
     async def main() -> _T:
-        built = build_app(settings or _settings())
+        built = build_app(resolved)
         try:
             return await work(built)
         finally:

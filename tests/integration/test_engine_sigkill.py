@@ -18,7 +18,6 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
-from cryptography.fernet import Fernet
 from sqlalchemy import func, select
 from starlette.types import ASGIApp
 
@@ -85,7 +84,7 @@ async def test_workers_killed_mid_adjustment_count_every_sale_once(
         # Entered first, left last: the workers are killed before the server stops.
         base_url = stack.enter_context(serve_memory_world(h.world, middleware=gated))
         (gate,) = gates
-        env = worker_env(db_url, tmp_path / "data", Fernet.generate_key().decode())
+        env = worker_env(db_url, tmp_path / "data", h.secret_key)
         workers = EngineWorkers(env, tmp_path, stack)
 
         # --- a source, two destinations, products imported and synced (by this process) ---

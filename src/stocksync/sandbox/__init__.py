@@ -84,19 +84,52 @@ Programmatic use (tests, demo, benchmarks)::
 
 from __future__ import annotations
 
-from stocksync.sandbox.clock import Clock, ManualClock, ScaledClock
-from stocksync.sandbox.faults import Faults
-from stocksync.sandbox.oauth import AppConfig
-from stocksync.sandbox.sandbox import Sandbox
-from stocksync.sandbox.seed import SeedSpec, seed_shop
-from stocksync.sandbox.server import (
-    RunningSandbox,
-    SandboxProcess,
-    run_on_loop,
-    serve_in_task,
-    serve_in_thread,
-    start_subprocess,
-)
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from stocksync.sandbox.clock import Clock, ManualClock, ScaledClock
+    from stocksync.sandbox.faults import Faults
+    from stocksync.sandbox.oauth import AppConfig
+    from stocksync.sandbox.sandbox import Sandbox
+    from stocksync.sandbox.seed import SeedSpec, seed_shop
+    from stocksync.sandbox.server import (
+        RunningSandbox,
+        SandboxProcess,
+        run_on_loop,
+        serve_in_task,
+        serve_in_thread,
+        start_subprocess,
+    )
+
+# Loaded on first use: the `stocksync` command mounts `stocksync sandbox` (stocksync.sandbox.cli)
+# and would otherwise import the whole server, GraphQL included, on every start.
+_HOMES = {
+    "AppConfig": "oauth",
+    "Clock": "clock",
+    "Faults": "faults",
+    "ManualClock": "clock",
+    "RunningSandbox": "server",
+    "Sandbox": "sandbox",
+    "SandboxProcess": "server",
+    "ScaledClock": "clock",
+    "SeedSpec": "seed",
+    "run_on_loop": "server",
+    "seed_shop": "seed",
+    "serve_in_task": "server",
+    "serve_in_thread": "server",
+    "start_subprocess": "server",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "AppConfig",

@@ -9,15 +9,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from stocksync.sandbox.clock import ManualClock
-from stocksync.sandbox.config import SandboxConfig, ShopSpec, build_sandbox, load_config
-from stocksync.sandbox.faults import parse_cli_fault
-from stocksync.sandbox.manifest import write_manifest
-from stocksync.sandbox.sandbox import Sandbox
+if TYPE_CHECKING:
+    from stocksync.sandbox.sandbox import Sandbox
 
 DEFAULT_SHOPS = ("source", "destination")
 
@@ -84,6 +81,11 @@ def sandbox_command(
     log_level: Annotated[str, typer.Option(help="Server log level.")] = "info",
 ) -> None:
     """Serve emulated Shopify shops (Admin GraphQL, webhooks, OAuth, rate limits, faults)."""
+    # Imported here: every `stocksync` command mounts this one, and only it needs the sandbox.
+    from stocksync.sandbox.clock import ManualClock
+    from stocksync.sandbox.config import SandboxConfig, ShopSpec, build_sandbox, load_config
+    from stocksync.sandbox.faults import parse_cli_fault
+
     settings = load_config(config) if config else SandboxConfig()
     if config is None:
         settings.host, settings.port = host, port
@@ -149,6 +151,7 @@ async def _serve(
 ) -> None:
     import uvicorn
 
+    from stocksync.sandbox.manifest import write_manifest
     from stocksync.sandbox.server import _bound_port, _config, create_app
 
     server = uvicorn.Server(_config(create_app(sandbox), host, port, log_level))
