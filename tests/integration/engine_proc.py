@@ -426,6 +426,9 @@ def worker_env(database_url: str, data_dir: Path, secret_key: str) -> dict[str, 
         # One ledger row per batch, so that the n-th adjustment is the n-th row's and a worker
         # can be killed between any two of them.
         "STOCKSYNC_FLUSH_BATCH_SIZE": "1",
+        # Sales applied as soon as they are recorded, not after the linger that gathers them:
+        # the calls then come in the order of the rows, one by one, as the kills expect.
+        "STOCKSYNC_LEDGER_LINGER_MS": "0",
         # A checkout's decrease seen before its order is held for the sale grace, and the job
         # that looks again at its end stays queued that long even once the order explained
         # it; these tests wait for an empty queue, so the grace is short.
