@@ -599,16 +599,14 @@ async def start_backfill_cursor(conn: AsyncConnection, store_id: int, at: dateti
     """The order backfill of a newly installed store starts at its install: orders placed
     before never count (B15), so its history is never read. A store installed again keeps the
     cursor it had, so that what changed while it was uninstalled is still found."""
-    # From the install's whole second: Shopify's order times have whole seconds, and an order
-    # placed in that second, after the install, counts.
+    # From the install's instant, fraction included: Shopify's order times have whole
+    # seconds, so an order of the install's second cannot be told before or after it. The
+    # backfill leaves such orders out (an order placed just before the install must never
+    # count); one placed just after is counted by its webhooks.
     await insert_ignore(
         conn,
         store_cursors,
-        {
-            "store_id": store_id,
-            "name": BACKFILL_CURSOR,
-            "value": version_text(at.replace(microsecond=0)),
-        },
+        {"store_id": store_id, "name": BACKFILL_CURSOR, "value": version_text(at)},
         conflict=("store_id", "name"),
     )
 
@@ -660,7 +658,7 @@ async def scan_orders(rt: Runtime, store: StoreRecord) -> OrderScan:
             installed = (
                 await conn.execute(select(stores.c.created_at).where(stores.c.id == store.id))
             ).scalar()
-            cursor = version_text(installed.replace(microsecond=0)) if installed else None
+            cursor = version_text(installed) if installed is not None else None
     changed = await rt.platforms(store).orders_changed_since(cursor)
     if not changed:
         return OrderScan(cursor, [], [])
