@@ -595,7 +595,11 @@ class EmbeddedJobQueue:
         finally:
             self._wakeups.discard(wakeup)
             if watcher is not None:
+                # Awaited: cancelled inside its read, it must close that connection now, not
+                # when the loop is gone.
                 watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
             heartbeat.cancel()
             await self._shutdown(worker, running, outcomes, heartbeat)
 
