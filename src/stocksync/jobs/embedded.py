@@ -556,7 +556,9 @@ class EmbeddedJobQueue:
         wal = _wal_file(self.engine)
         watcher = (
             asyncio.create_task(self._watch_commits(wal, wakeup), name="job commits")
-            if wal is not None
+            # Only a long-lived worker: a drain (tests, one-shot commands) runs what its own
+            # process enqueued, and would read the queue at each of its own commits.
+            if wal is not None and until is _Until.FOREVER
             else None
         )
         try:

@@ -80,6 +80,7 @@ from stocksync.platforms.shopify.ids import InvalidIdError, numeric_id, to_gid
 from stocksync.platforms.shopify.subscriptions import ensure_subscriptions, webhook_topics
 from stocksync.platforms.shopify.throttle import Clock, Sleep
 from stocksync.platforms.shopify.versions import DEFAULT_VERSION, require_safe
+from stocksync.platforms.shopify.webhooks import epoch_seconds
 
 MAX_BATCH = 250  # Shopify's limit on input arrays
 STALE_CODES = frozenset({"CHANGE_FROM_QUANTITY_STALE", "COMPARE_QUANTITY_STALE"})
@@ -121,13 +122,7 @@ def normalise_version(text: str) -> str:
 def _group_time(group: dict[str, Any] | None) -> int | None:
     """An adjustment group's ``createdAt`` in whole epoch seconds, as level webhooks give
     ``updated_at``; None when nothing changed (no group) or the time is unreadable."""
-    text = (group or {}).get("createdAt")
-    if not isinstance(text, str):
-        return None
-    try:
-        return int(parse_instant(text).timestamp())
-    except ValueError:
-        return None
+    return epoch_seconds((group or {}).get("createdAt"))
 
 
 class ShopifyPlatform:
@@ -643,14 +638,7 @@ def _available(node: Mapping[str, Any] | None) -> int | None:
 def _level_time(node: Mapping[str, Any] | None) -> int | None:
     """When the level last changed (``InventoryLevel.updatedAt``), as its webhooks'
     ``updated_at`` gives it: whole epoch seconds."""
-    level = (node or {}).get("inventoryLevel") or {}
-    text = level.get("updatedAt")
-    if not isinstance(text, str):
-        return None
-    try:
-        return int(parse_instant(text).timestamp())
-    except ValueError:
-        return None
+    return epoch_seconds(((node or {}).get("inventoryLevel") or {}).get("updatedAt"))
 
 
 def _errors_by_index(errors: Sequence[Mapping[str, Any]], array: str) -> list[tuple[int, str]]:

@@ -136,11 +136,11 @@ def _level_update(payload: Mapping[str, Any]) -> InboundEvent:
         _id(payload, "inventory_item_id"),
         _id(payload, "location_id"),
         available,
-        _epoch_seconds(payload.get("updated_at")),
+        epoch_seconds(payload.get("updated_at")),
     )
 
 
-def _epoch_seconds(value: Any) -> int | None:
+def epoch_seconds(value: Any) -> int | None:
     """Shopify's ``updated_at`` (``2025-01-01T12:00:00-05:00``, whole seconds). None when it is
     missing or unreadable: the level is then read instead of trusted, never misordered."""
     if not isinstance(value, str):
