@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from stocksync.domain.connection import ConnectionSettings
 from stocksync.engine.catalog import import_products
+from stocksync.engine.orders import backfill_orders
 from stocksync.engine.stores import set_connection_paused, set_product_paused
 from stocksync.platforms.memory import (
     TOPIC_ORDER_CREATE,
@@ -169,6 +170,30 @@ async def test_edits_back_and_forth_within_one_second_each_count(h: Harness) -> 
     await h.settle()
     assert h.level("source", "TEE-S") == 8
     assert h.level("dest", "TEE-S") == 8
+
+
+async def test_payment_in_the_second_the_order_was_seen_is_found_by_the_backfill(
+    h: Harness,
+) -> None:
+    """A pending order seen by its webhook, paid within the same second, every webhook of the
+    payment lost: the backfill finds the paid order at the version it already holds, and
+    counts it (it took the equal version for nothing new, and the sale never counted)."""
+    await _setup(h)  # paid orders only
+    _same_second(h)
+    dest = h.shop("dest")
+    order = dest.place_order([(_variant(h, "TEE-S"), 2)], financial_status="pending")
+    await h.settle()
+    assert h.level("source", "TEE-S") == 10
+    dest.mark_paid(order.id)
+    h.world.take_outbox()  # orders/paid and orders/updated never arrive
+    await h.settle()
+    assert h.level("source", "TEE-S") == 10
+    assert await backfill_orders(h.rt, h.stores["dest"].id) == 1
+    await h.settle()
+    assert h.level("source", "TEE-S") == 8
+    assert h.level("dest", "TEE-S") == 8
+    # found again by the next run, it is not scheduled a second time
+    assert await backfill_orders(h.rt, h.stores["dest"].id) == 0
 
 
 # --- sequence 11: pause and restock rules ------------------------------------------------------
