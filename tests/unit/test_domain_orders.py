@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import random
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -18,6 +19,7 @@ from stocksync.domain.orders import (
     LineState,
     OrderPlan,
     OrderState,
+    SeenAt,
     fingerprint,
     is_counted_status,
     order_counts_for_link,
@@ -27,6 +29,7 @@ from stocksync.domain.orders import (
     restock_unconfirmed,
     restock_units,
     shows_paid_in_full,
+    tells_nothing_new,
     version_text,
 )
 from stocksync.domain.ports import OrderLine, OrderSnapshot, RefundLine
@@ -613,3 +616,29 @@ def test_refund_line_gives_back_only_confirmed_restocks(
     refund_line = RefundLine("R1", "L1", 2, restock, restock_confirmed=confirmed)
     assert restock_units(line, refund_line) == units
     assert restock_unconfirmed(line, refund_line) is unconfirmed
+
+
+def _held(snapshot: OrderSnapshot, **changes: object) -> SeenAt:
+    held = SeenAt(
+        snapshot.version,
+        fingerprint(snapshot),
+        snapshot.financial_status,
+        snapshot.cancelled,
+        shows_paid_in_full(snapshot),
+    )
+    return replace(held, **changes)  # type: ignore[arg-type]
+
+
+def test_a_snapshot_tells_nothing_new_only_when_older_or_equal_in_everything() -> None:
+    pending = _order("pending")
+    assert tells_nothing_new(pending, _held(pending))
+    assert tells_nothing_new(pending, _held(pending, version=V2))  # older than what is held
+    # the same version (whole seconds): paid since, other quantities, cancelled since
+    assert not tells_nothing_new(_order("paid"), _held(pending))
+    assert not tells_nothing_new(_order("pending", lines=(("L1", 3),)), _held(pending))
+    assert not tells_nothing_new(replace(pending, cancelled=True), _held(pending))
+    # evidence of payment in full that was not held before
+    deposit = _order("partially_paid", paid_in_full=True)
+    assert not tells_nothing_new(deposit, _held(deposit, paid_in_full=False))
+    assert tells_nothing_new(deposit, _held(deposit))
+    assert not tells_nothing_new(_order("pending", version=V2), _held(pending))

@@ -134,6 +134,34 @@ def fingerprint(snapshot: OrderSnapshot) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
 
+@dataclass(frozen=True)
+class SeenAt:
+    """What stocksync holds of an order's snapshot for one connection: its version, the
+    fingerprint of its quantities, its status, and the evidence it had of payment."""
+
+    version: str
+    fingerprint: str | None
+    financial_status: str | None
+    cancelled: bool
+    paid_in_full: bool
+
+
+def tells_nothing_new(snapshot: OrderSnapshot, seen: SeenAt) -> bool:
+    """Whether ``snapshot`` can change nothing of what ``seen`` holds: it is older, or of the
+    same version with the same quantities, status and cancellation, and no evidence of payment
+    that ``seen`` lacked. Versions have whole seconds, so the same version alone says nothing:
+    a payment made in the second the order was seen has it too."""
+    if seen.version > snapshot.version:
+        return True
+    return (
+        seen.version == snapshot.version
+        and seen.fingerprint == fingerprint(snapshot)
+        and seen.financial_status == snapshot.financial_status
+        and seen.cancelled == snapshot.cancelled
+        and (seen.paid_in_full or not shows_paid_in_full(snapshot))
+    )
+
+
 def _line_id(line: OrderLine) -> str:
     return line.id
 

@@ -25,6 +25,7 @@ from stocksync.domain.levels import MAX_QUANTITY
 from stocksync.domain.orders import (
     LineState,
     OrderState,
+    SeenAt,
     fingerprint,
     order_counts_for_link,
     order_created,
@@ -33,7 +34,7 @@ from stocksync.domain.orders import (
     refund_natural_key,
     restock_unconfirmed,
     restock_units,
-    shows_paid_in_full,
+    tells_nothing_new,
     version_text,
 )
 from stocksync.domain.ports import OrderSnapshot, Refund
@@ -545,17 +546,9 @@ async def _applied_already(conn: AsyncConnection, store_id: int, snapshot: Order
     ).all()
     if not seen:
         return False
-    print_ = fingerprint(snapshot)
-    paid = shows_paid_in_full(snapshot)
     for counted, version, prior, status, cancelled, paid_in_full, _placed in seen:
-        if not (
-            counted
-            and version == snapshot.version
-            and prior == print_
-            and status == snapshot.financial_status
-            and bool(cancelled) == snapshot.cancelled
-            and (paid_in_full or not paid)
-        ):
+        held = SeenAt(version, prior, status, bool(cancelled), bool(paid_in_full))
+        if not (counted and version == snapshot.version and tells_nothing_new(snapshot, held)):
             return False
     placed = [str(r[6]) for r in seen if r[6] is not None]
     variant_ids = sorted({line.variant_id for line in snapshot.lines if line.variant_id})
@@ -662,24 +655,28 @@ async def scan_orders(rt: Runtime, store: StoreRecord) -> OrderScan:
     changed = await rt.platforms(store).orders_changed_since(cursor)
     if not changed:
         return OrderScan(cursor, [], [])
-    seen: dict[str, list[tuple[str, str | None]]] = {}
+    seen: dict[str, list[SeenAt]] = {}
     async with rt.db.connect() as conn:
-        for order_id, version, print_ in await conn.execute(
-            select(orders_seen.c.order_id, orders_seen.c.version, orders_seen.c.fingerprint).where(
+        for order_id, version, print_, status, cancelled, paid_in_full in await conn.execute(
+            select(
+                orders_seen.c.order_id,
+                orders_seen.c.version,
+                orders_seen.c.fingerprint,
+                orders_seen.c.financial_status,
+                orders_seen.c.cancelled,
+                orders_seen.c.paid_in_full,
+            ).where(
                 orders_seen.c.destination_store_id == store.id,
                 orders_seen.c.order_id.in_([s.id for s in changed]),
             )
         ):
-            seen.setdefault(order_id, []).append((version, print_))
+            held = SeenAt(version, print_, status, bool(cancelled), bool(paid_in_full))
+            seen.setdefault(order_id, []).append(held)
     unapplied = []
     for snapshot in changed:
-        # Already applied at this version (its webhooks came): nothing was missed. At an
-        # equal version only with equal quantities: versions have whole seconds.
+        # Already applied (its webhooks came): nothing was missed.
         known = seen.get(snapshot.id)
-        if known and all(
-            v > snapshot.version or (v == snapshot.version and p == fingerprint(snapshot))
-            for v, p in known
-        ):
+        if known and all(tells_nothing_new(snapshot, held) for held in known):
             continue
         unapplied.append(snapshot)
     return OrderScan(cursor, changed, unapplied)
