@@ -17,13 +17,16 @@ depends_on = None
 def upgrade() -> None:
     if op.get_bind().dialect.name != "postgresql":
         return
-    from stocksync.jobs.pg import procrastinate_schema_sql
+    # procrastinate's schema as the installed version ships it, read from procrastinate itself
+    # (as jobs/pg.py does): a migration imports nothing of stocksync above storage. Imported
+    # here, on PostgreSQL only, so that SQLite migrations do not load procrastinate.
+    from procrastinate.schema import SchemaManager
 
     bind = op.get_bind()
     exists = bind.exec_driver_sql("SELECT to_regclass('procrastinate_jobs') IS NOT NULL").scalar()
     if not exists:
         # psycopg reads "%" as a placeholder whenever parameters (even none) are passed.
-        bind.exec_driver_sql(procrastinate_schema_sql().replace("%", "%%"))
+        bind.exec_driver_sql(str(SchemaManager.get_schema()).replace("%", "%%"))
 
 
 def downgrade() -> None:
