@@ -6,13 +6,13 @@ import asyncio
 import signal
 import sys
 from collections.abc import Coroutine
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 
-from stocksync.config import Settings
+from stocksync import cli_stores
+from stocksync.cli_common import check_startup, fail, load_settings
 
 _T = TypeVar("_T")
 
@@ -24,39 +24,6 @@ app = typer.Typer(
 )
 console = Console()
 err = Console(stderr=True)
-
-
-def fail(message: str, code: int = 1) -> NoReturn:
-    """Stop the command with one plain line on stderr (not through rich: it would wrap a long
-    line at the terminal's width)."""
-    sys.stderr.write(f"error: {message}\n")
-    raise typer.Exit(code)
-
-
-def load_settings() -> Settings:
-    try:
-        return Settings()
-    except ValidationError as exc:
-        problems = []
-        for problem in exc.errors():
-            message = str(problem["msg"]).removeprefix("Value error, ")
-            if problem["loc"]:
-                name = "STOCKSYNC_" + "_".join(str(p) for p in problem["loc"]).upper()
-                message = f"{name}: {message}"
-            problems.append(message)
-        fail("; ".join(problems) + " (environment variables STOCKSYNC_*)", 2)
-
-
-def check_startup(settings: Settings, **options: Any) -> None:
-    """The shared startup check (stocksync.startup): a plain line and a non-zero exit on an
-    expected condition; on SQLite the schema is brought to the head."""
-    from stocksync.startup import StartupError
-    from stocksync.startup import check_startup as check
-
-    try:
-        check(settings, **options)
-    except StartupError as exc:
-        fail(str(exc), exc.code)
 
 
 def redact(url: str) -> str:
@@ -252,9 +219,7 @@ def _mount_optional() -> None:
 
 _mount_optional()
 
-# Stores and connections (cli_stores imports this module's settings loader when run).
-from stocksync import cli_stores  # noqa: E402
-
+# Stores and connections.
 app.add_typer(cli_stores.store_app, name="store")
 app.command("connect")(cli_stores.connect_command)
 app.command("import")(cli_stores.import_command)

@@ -17,6 +17,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from stocksync.cli_common import check_startup, load_settings
+
 if TYPE_CHECKING:
     from stocksync.bootstrap import App
     from stocksync.config import Settings
@@ -39,15 +41,12 @@ class Refused(Exception):
 
 
 def _settings() -> Settings:
-    from stocksync.cli import load_settings  # late: stocksync.cli imports this module
-
     return load_settings()
 
 
 def _run(work: Callable[[App], Awaitable[_T]], settings: Settings | None = None) -> _T:
     """Run ``work`` with a built app, turning engine refusals into a plain message."""
     from stocksync.bootstrap import UnsupportedPlatformError, build_app
-    from stocksync.cli import check_startup
     from stocksync.domain.ports import PlatformError
     from stocksync.engine.status import AmbiguousStoreError
     from stocksync.engine.stores import StoreError
