@@ -21,7 +21,8 @@ from stocksync.domain.ports import (
     UserErrors,
     Variant,
 )
-from stocksync.platforms.shopify.adapter import ShopifyPlatform, order_from_node
+from stocksync.platforms.shopify.adapter import ShopifyPlatform
+from stocksync.platforms.shopify.mapping import order_from_node
 from tests.shopify.conftest import Env
 from tests.shopify.helpers import (
     cancel,

@@ -23,6 +23,7 @@ from stocksync.domain.ports import PermanentPlatformError, Product, TransientPla
 from stocksync.platforms.shopify.client import ShopifyClient
 from stocksync.platforms.shopify.documents import document
 from stocksync.platforms.shopify.ids import numeric_id
+from stocksync.platforms.shopify.mapping import product_from_node
 
 FINISHED_BADLY = frozenset({"FAILED", "CANCELED", "EXPIRED"})
 
@@ -126,8 +127,6 @@ class BulkOperations:
 
     async def catalog(self) -> list[Product]:
         """Every product with its variants (images are not included: use get_product)."""
-        from stocksync.platforms.shopify.adapter import product_from_node
-
         products: dict[str, dict[str, Any]] = {}
         variants: dict[str, list[dict[str, Any]]] = {}
         async for row in self.run(document("bulk_catalog")):

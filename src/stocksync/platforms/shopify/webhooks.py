@@ -30,7 +30,6 @@ import hashlib
 import hmac
 import json
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -46,8 +45,8 @@ from stocksync.domain.events import (
 )
 from stocksync.domain.ports import OrderLine, OrderSnapshot, Refund, RefundLine
 from stocksync.platforms.shopify.ids import InvalidIdError, numeric_id
+from stocksync.platforms.shopify.mapping import RESTOCKING_TYPES, epoch_seconds, normalise_version
 
-RESTOCKING_TYPES = frozenset({"return", "cancel", "legacy_restock"})
 ORDER_TOPICS = frozenset({"orders/create", "orders/paid", "orders/updated", "orders/cancelled"})
 
 
@@ -140,24 +139,8 @@ def _level_update(payload: Mapping[str, Any]) -> InboundEvent:
     )
 
 
-def epoch_seconds(value: Any) -> int | None:
-    """Shopify's ``updated_at`` (``2025-01-01T12:00:00-05:00``, whole seconds). None when it is
-    missing or unreadable: the level is then read instead of trusted, never misordered."""
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        return None
-    return int(parsed.timestamp())
-
-
 def _instant_or_none(value: Any) -> str | None:
     """An ISO-8601 instant as UTC version text, or None when absent or unreadable."""
-    from stocksync.platforms.shopify.adapter import normalise_version
-
     if not isinstance(value, str):
         return None
     try:
@@ -192,8 +175,6 @@ def refund_from_payload(payload: Mapping[str, Any]) -> Refund:
 
 
 def order_from_payload(payload: Mapping[str, Any]) -> OrderSnapshot:
-    from stocksync.platforms.shopify.adapter import normalise_version
-
     refunds = tuple(refund_from_payload(r) for r in _list(payload, "refunds"))
     refunded: dict[str, int] = {}
     for refund in refunds:
