@@ -14,7 +14,7 @@ from sqlalchemy import select
 from stocksync.domain.connection import ConnectionSettings
 from stocksync.domain.ports import LevelsRead
 from stocksync.engine.catalog import import_products
-from stocksync.engine.inventory import mark_source_dirty
+from stocksync.engine.marks import mark_source_dirty
 from stocksync.engine.periodic import run_periodic
 from stocksync.engine.reconcile import LevelDrift, reconcile
 from stocksync.platforms.memory import MemoryStore

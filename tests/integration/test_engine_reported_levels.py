@@ -19,8 +19,9 @@ from stocksync.domain.ports import LevelsRead, LevelWrite, SetOutcome
 from stocksync.engine import levels_reported as reported
 from stocksync.engine.catalog import import_products
 from stocksync.engine.ingest import Inbound, Ingestor
-from stocksync.engine.inventory import flush_destination, mark_pending
+from stocksync.engine.inventory import flush_destination
 from stocksync.engine.levels_reported import Report
+from stocksync.engine.marks import mark_pending
 from stocksync.platforms.memory import TOPIC_LEVEL_UPDATE, Delivery, MemoryStore
 from stocksync.storage.tables import (
     connections,

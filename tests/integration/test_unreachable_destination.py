@@ -17,7 +17,7 @@ from stocksync.config import Settings
 from stocksync.demo_shopify import install, shops_from_manifest
 from stocksync.domain.connection import ConnectionSettings
 from stocksync.engine.catalog import import_products
-from stocksync.engine.inventory import mark_source_dirty
+from stocksync.engine.marks import mark_source_dirty
 from stocksync.engine.stores import connect_with_own_key
 from stocksync.sandbox import Sandbox, SeedSpec, seed_shop, serve_in_task
 from stocksync.storage.migrate import upgrade_async

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from stocksync.domain.ports import Product, ProductDraft, StorePlatform
 from stocksync.domain.skus import SkuProblem, hygiene, match_by_sku, normalise_sku
-from stocksync.engine.inventory import mark_pending, mark_source_dirty
+from stocksync.engine.marks import mark_pending, mark_source_dirty
 from stocksync.engine.records import ConnectionRecord, StoreRecord, load_connection, load_store
 from stocksync.engine.runtime import Runtime
 from stocksync.engine.stores import StoreError

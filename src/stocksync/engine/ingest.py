@@ -35,8 +35,8 @@ from stocksync.domain.inventory import ReportMeaning, destination_report, is_ech
 from stocksync.domain.levels import plausible_quantity
 from stocksync.engine import crash, lifecycle, sales, schedule
 from stocksync.engine import levels_reported as reported
-from stocksync.engine.inventory import mark_pending, mark_source_dirty
 from stocksync.engine.levels_reported import Report
+from stocksync.engine.marks import mark_pending, mark_source_dirty
 from stocksync.engine.records import StoreRecord
 from stocksync.engine.runtime import Runtime
 from stocksync.storage.activity import utcnow

@@ -18,12 +18,11 @@ to N destinations at (at most) one read plus N writes per batch of changes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, and_, delete, func, or_, select, tuple_, update
+from sqlalchemy import ColumnElement, Table, and_, delete, func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from stocksync.domain import inventory as level_rules
@@ -37,6 +36,12 @@ from stocksync.domain.ports import (
 )
 from stocksync.engine import crash, sales, schedule
 from stocksync.engine import levels_reported as reported
+from stocksync.engine.marks import (
+    flush_not_before,
+    links_of_source_items,
+    mark_pending,
+    mark_source_dirty,
+)
 from stocksync.engine.records import load_connection, load_store
 from stocksync.engine.runtime import Runtime
 from stocksync.storage import activity
@@ -57,7 +62,7 @@ class StaleLevelsError(TransientPlatformError):
     """Compare-and-swap kept failing: the destination is changing under us; retry later."""
 
 
-# --- marking work ------------------------------------------------------------------------------
+# --- clearing marked work (marked in engine/marks.py) ------------------------------------------
 
 
 async def _delete_in_key_order(
@@ -74,118 +79,6 @@ async def _delete_in_key_order(
     await conn.execute(delete(table).where(where))
 
 
-async def mark_source_dirty(
-    rt: Runtime,
-    conn: AsyncConnection,
-    store_id: int,
-    item_ids: Iterable[str],
-    *,
-    reported: Collection[str] = (),
-) -> None:
-    """Schedule the source level of ``item_ids`` to be taken again. Those in ``reported`` may
-    be taken from level reports; the others are read (our own adjustments, reconciliation, a
-    report we could not trust). A read, once asked for, is not forgotten by later marks."""
-    # In key order: two transactions upserting the same rows in different orders deadlock on
-    # PostgreSQL.
-    rows = [
-        {"store_id": store_id, "item_id": i, "seq": 1, "must_read": i not in reported}
-        for i in sorted(set(item_ids))
-    ]
-    if not rows:
-        return
-    await upsert(
-        conn,
-        source_dirty,
-        rows,
-        conflict=("store_id", "item_id"),
-        update={
-            "seq": source_dirty.c.seq + 1,
-            "must_read": lambda s: or_(source_dirty.c.must_read, s.excluded.must_read),
-        },
-    )
-    await schedule.refresh_source(rt, conn, store_id)
-
-
-async def mark_pending(
-    rt: Runtime,
-    conn: AsyncConnection,
-    links: Sequence[tuple[int, int, int]],
-    *,
-    force_read: bool = False,
-    forced: Collection[tuple[int, int, int]] = (),
-) -> None:
-    """``links``: (connection id, variant link id, destination store id). The destination
-    level is read before writing for all of them with ``force_read``, else for those in
-    ``forced``."""
-    if not links:
-        return
-    # Rows and jobs in key order, whoever calls (a webhook's transaction, a worker's): two
-    # transactions upserting the same rows, or enqueueing jobs with the same queueing locks,
-    # in different orders deadlock on PostgreSQL.
-    links = sorted(set(links))
-    await upsert(
-        conn,
-        flush_pending,
-        [
-            {
-                "connection_id": c,
-                "variant_link_id": v,
-                "seq": 1,
-                "force_read": force_read or (c, v, d) in forced,
-            }
-            for c, v, d in links
-        ],
-        conflict=("connection_id", "variant_link_id"),
-        # A forced read, once asked for, survives later unforced marks.
-        update={
-            "seq": flush_pending.c.seq + 1,
-            "force_read": lambda s: or_(flush_pending.c.force_read, s.excluded.force_read),
-        },
-    )
-    paced = await _flush_not_before(conn, {c for c, _, _ in links})
-    for connection_id, destination_store_id in sorted({(c, d) for c, _, d in links}):
-        await schedule.flush_destination(
-            rt, conn, connection_id, destination_store_id, paced.get(connection_id)
-        )
-
-
-async def _flush_not_before(
-    conn: AsyncConnection, connection_ids: Collection[int]
-) -> dict[int, datetime]:
-    rows = await conn.execute(
-        select(connections.c.id, connections.c.flush_not_before).where(
-            connections.c.id.in_(sorted(connection_ids)),
-            connections.c.flush_not_before.is_not(None),
-        )
-    )
-    return {r[0]: r[1] for r in rows}
-
-
-def _active_links_from_source() -> Any:
-    return (
-        select(
-            variant_links.c.connection_id,
-            variant_links.c.id,
-            variant_links.c.destination_store_id,
-            variant_links.c.source_item_id,
-        )
-        .join(connections, connections.c.id == variant_links.c.connection_id)
-        .where(variant_links.c.status == "active", connections.c.status == "active")
-    )
-
-
-async def links_of_source_items(
-    conn: AsyncConnection, store_id: int, item_ids: Sequence[str]
-) -> list[tuple[int, int, int, str]]:
-    rows = await conn.execute(
-        _active_links_from_source().where(
-            variant_links.c.source_store_id == store_id,
-            variant_links.c.source_item_id.in_(list(item_ids)),
-        )
-    )
-    return [(r[0], r[1], r[2], r[3]) for r in rows]
-
-
 async def grace_ended(rt: Runtime, connection_id: int) -> None:
     """The grace of a held destination decrease ended: flush the connection (its held
     variants are still pending), at its pace."""
@@ -193,7 +86,7 @@ async def grace_ended(rt: Runtime, connection_id: int) -> None:
         connection = await load_connection(conn, connection_id)
         if connection is None:
             return
-        paced = await _flush_not_before(conn, [connection_id])
+        paced = await flush_not_before(conn, [connection_id])
         await schedule.flush_destination(
             rt, conn, connection_id, connection.destination_store_id, paced.get(connection_id)
         )
@@ -512,7 +405,7 @@ async def _settle_pending(
         )
         .values(force_read=True, seq=flush_pending.c.seq + 1)
     )
-    paced = await _flush_not_before(conn, [connection_id])
+    paced = await flush_not_before(conn, [connection_id])
     await schedule.flush_destination(
         rt, conn, connection_id, destination_store_id, paced.get(connection_id)
     )
@@ -639,7 +532,7 @@ async def flush_destination(rt: Runtime, connection_id: int) -> int:
             started = rt.clock()
             if first:
                 first = False
-                not_before = (await _flush_not_before(conn, [connection_id])).get(connection_id)
+                not_before = (await flush_not_before(conn, [connection_id])).get(connection_id)
                 if not_before is not None and not_before > started:
                     # Marked while the last flush was setting its pace: wait for the turn.
                     await schedule.flush_destination(rt, conn, connection_id, dest.id, not_before)

@@ -37,7 +37,8 @@ from stocksync.domain.ports import (
     StorePlatform,
 )
 from stocksync.engine import crash, schedule
-from stocksync.engine.inventory import mark_source_dirty, shared_locations
+from stocksync.engine.inventory import shared_locations
+from stocksync.engine.marks import mark_source_dirty
 from stocksync.engine.records import StoreRecord, load_store
 from stocksync.engine.runtime import Runtime
 from stocksync.jobs.queue import PermanentJobError

@@ -20,12 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from stocksync.domain.levels import plausible_quantity, shared_total
 from stocksync.domain.sales import sale_target
 from stocksync.engine import schedule
-from stocksync.engine.inventory import (
-    mark_pending,
-    mark_source_dirty,
-    refresh_source,
-    shared_locations,
-)
+from stocksync.engine.inventory import refresh_source, shared_locations
+from stocksync.engine.marks import mark_pending, mark_source_dirty
 from stocksync.engine.orders import scan_orders
 from stocksync.engine.records import StoreRecord, load_connection, load_store
 from stocksync.engine.runtime import Runtime

@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from stocksync.domain import sales
 from stocksync.domain.connection import ConnectionSettings
 from stocksync.domain.ports import OrderSnapshot
+from stocksync.engine.marks import links_of_source_items, mark_pending
 from stocksync.engine.records import StoreRecord
 from stocksync.engine.runtime import Runtime
 from stocksync.storage.sql import upsert
@@ -265,8 +266,6 @@ async def follow_order(
     """After an order snapshot is applied: its held and taken units per linked line, the
     decreases they explain at its destination, and every destination of what it sold marked
     to be written (B24)."""
-    from stocksync.engine.inventory import links_of_source_items, mark_pending
-
     seen = {
         r[0]: bool(r[1])
         for r in await conn.execute(

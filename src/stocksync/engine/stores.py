@@ -14,8 +14,8 @@ from stocksync.domain.graph import check_connect
 from stocksync.domain.keys import KeyAttemptPolicy, key_hash, looks_like_key, new_key
 from stocksync.domain.ports import PlatformLocation
 from stocksync.engine import schedule
-from stocksync.engine.inventory import mark_pending, mark_source_dirty
 from stocksync.engine.ledger import reschedule_pending
+from stocksync.engine.marks import mark_pending, mark_source_dirty
 from stocksync.engine.orders import start_backfill_cursor
 from stocksync.engine.records import ConnectionRecord, StoreRecord, load_connection, load_store
 from stocksync.engine.runtime import Runtime
