@@ -14,6 +14,7 @@ from cryptography.fernet import Fernet
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from stocksync.domain.connection import ConnectionSettings
+from stocksync.engine.failures import store_of_dead_letter
 from stocksync.engine.ingest import IngestResult, ingest, payload_of
 from stocksync.engine.records import ConnectionRecord, StoreRecord
 from stocksync.engine.runtime import Runtime
@@ -46,6 +47,7 @@ async def make_queue(db: AsyncEngine, url: str, max_attempts: int = 25) -> JobQu
             heartbeat_interval=0.5,
             stalled_worker_timeout=2.0,
             drain_horizon=0.5,
+            store_of_job=store_of_dead_letter,
         )
     return EmbeddedJobQueue(
         db,
@@ -54,6 +56,7 @@ async def make_queue(db: AsyncEngine, url: str, max_attempts: int = 25) -> JobQu
         drain_horizon=0.5,
         max_attempts=max_attempts,
         backoff=quick_backoff(),
+        store_of_job=store_of_dead_letter,
     )
 
 

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from stocksync.config import Settings
 from stocksync.domain.ports import StorePlatform
+from stocksync.engine.failures import store_of_dead_letter
 from stocksync.engine.periodic import ensure_periodic
 from stocksync.engine.records import StoreRecord
 from stocksync.engine.runtime import Runtime
@@ -124,7 +125,9 @@ class App:
 def build_app(settings: Settings) -> App:
     db = create_engine(settings.resolved_database_url)
     vault = Vault.from_setting(settings.secret_key, settings.data_dir)
-    queue = make_job_queue(db, settings.resolved_database_url, settings)
+    queue = make_job_queue(
+        db, settings.resolved_database_url, settings, store_of_job=store_of_dead_letter
+    )
     adapters = AdapterCache(vault)
 
     def webhook_url(store: StoreRecord) -> str | None:

@@ -24,6 +24,7 @@ from rich.table import Table
 
 from stocksync.domain.connection import ConnectionSettings
 from stocksync.engine.catalog import import_products
+from stocksync.engine.failures import store_of_dead_letter
 from stocksync.engine.ingest import ingest, payload_of
 from stocksync.engine.orders import backfill_orders
 from stocksync.engine.reconcile import reconcile_source
@@ -91,7 +92,7 @@ async def run_demo(console: Console, *, once: bool, seed: int) -> int:
     db = create_engine(f"sqlite:///{data_dir / 'demo.db'}")
     await create_all(db)
     world = MemoryWorld()
-    queue = EmbeddedJobQueue(db, poll_interval=0.02)
+    queue = EmbeddedJobQueue(db, poll_interval=0.02, store_of_job=store_of_dead_letter)
     rt = Runtime(
         db=db,
         queue=queue,

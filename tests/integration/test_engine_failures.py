@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from stocksync.engine.catalog import import_products
+from stocksync.engine.failures import store_of_dead_letter
 from stocksync.jobs.retry import record_dead_letter
 from stocksync.storage.tables import activity_log
 from tests.harness import Harness
@@ -57,6 +58,7 @@ async def test_a_connection_job_given_up_is_logged_against_its_destination(h: Ha
             args={"connection_id": record.id},
             error="TransientPlatformError: dest unreachable",
             attempts=8,
+            store_of_job=store_of_dead_letter,
         )
     async with h.db.connect() as conn:
         logged = (

@@ -20,6 +20,7 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from stocksync.engine.failures import store_of_dead_letter
 from stocksync.jobs.embedded import EmbeddedJobQueue
 from stocksync.jobs.pg import (
     ProcrastinateJobQueue,
@@ -567,7 +568,8 @@ async def test_embedded_lost_final_attempt_is_dead_lettered(sqlite_db: Db) -> No
 
 
 async def test_a_dead_letter_names_the_store_of_the_job(sqlite_db: Db) -> None:
-    queue = sqlite_db.queue(max_attempts=1)
+    # Which store a job's arguments name is the engine's to say; the queue asks it.
+    queue = sqlite_db.queue(max_attempts=1, store_of_job=store_of_dead_letter)
     async with sqlite_db.engine.begin() as conn:
         store_id = (
             await conn.execute(

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from stocksync.domain.ports import PlatformError
 from stocksync.engine.runtime import Runtime
@@ -55,6 +56,23 @@ async def store_of_job(rt: Runtime, args: Mapping[str, Any]) -> int | None:
             )
         else:
             found = None
+    return int(found) if found is not None else None
+
+
+async def store_of_dead_letter(conn: AsyncConnection, args: Mapping[str, Any]) -> int | None:
+    """Whose activity log shows a job given up (``jobs.retry.StoreOfJob``), in the queue's
+    transaction: a job naming an existing store (``store_id``) is that store's, one naming a
+    connection is its destination's (what it writes to); any other job is system-wide."""
+    candidate = args.get("store_id")
+    via_connection = args.get("connection_id")
+    if isinstance(candidate, int) and not isinstance(candidate, bool):
+        found = await conn.scalar(select(stores.c.id).where(stores.c.id == candidate))
+    elif isinstance(via_connection, int) and not isinstance(via_connection, bool):
+        found = await conn.scalar(
+            select(connections.c.destination_store_id).where(connections.c.id == via_connection)
+        )
+    else:
+        found = None
     return int(found) if found is not None else None
 
 

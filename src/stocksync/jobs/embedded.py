@@ -68,7 +68,13 @@ from stocksync.jobs.queue import (
     TaskRegistry,
     worker_name,
 )
-from stocksync.jobs.retry import ExponentialBackoff, describe_error, is_final, record_dead_letter
+from stocksync.jobs.retry import (
+    ExponentialBackoff,
+    StoreOfJob,
+    describe_error,
+    is_final,
+    record_dead_letter,
+)
 from stocksync.storage.db import is_sqlite, reading
 from stocksync.storage.tables import jobs
 
@@ -135,6 +141,7 @@ class EmbeddedJobQueue:
         succeeded_retention: timedelta = timedelta(hours=1),
         clock: Clock = utcnow,
         queue_name: str = "default",
+        store_of_job: StoreOfJob | None = None,
     ) -> None:
         if lease_seconds <= 0 or poll_interval <= 0:
             raise ValueError("lease_seconds and poll_interval must be positive")
@@ -149,6 +156,7 @@ class EmbeddedJobQueue:
         self.succeeded_retention = succeeded_retention
         self.clock = clock
         self.queue_name = queue_name
+        self.store_of_job = store_of_job  # whose activity log shows a job given up
         # One event per running worker of this object: an enqueue wakes them all at once.
         self._wakeups: set[asyncio.Event] = set()
         self._last_prune = float("-inf")
@@ -302,6 +310,7 @@ class EmbeddedJobQueue:
                 args=row.args,
                 error=error,
                 attempts=row.attempts,
+                store_of_job=self.store_of_job,
             )
 
     # -- outcomes --------------------------------------------------------------------------
@@ -348,6 +357,7 @@ class EmbeddedJobQueue:
                         args=job.args,
                         error=error,
                         attempts=job.attempts,
+                        store_of_job=self.store_of_job,
                     )
             else:
                 delay = timedelta(seconds=self.backoff.delay(job.attempts))

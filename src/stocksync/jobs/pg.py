@@ -70,7 +70,13 @@ from stocksync.jobs.queue import (
     TaskRegistry,
     worker_name,
 )
-from stocksync.jobs.retry import ExponentialBackoff, describe_error, is_final, record_dead_letter
+from stocksync.jobs.retry import (
+    ExponentialBackoff,
+    StoreOfJob,
+    describe_error,
+    is_final,
+    record_dead_letter,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -261,6 +267,7 @@ class ProcrastinateJobQueue:
         shutdown_graceful_timeout: float = 0.0,
         succeeded_retention_hours: int = 1,
         pool_max_size: int = 8,
+        store_of_job: StoreOfJob | None = None,
     ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
@@ -279,6 +286,7 @@ class ProcrastinateJobQueue:
         self.shutdown_graceful_timeout = shutdown_graceful_timeout
         self.succeeded_retention_hours = succeeded_retention_hours
         self.pool_max_size = pool_max_size
+        self.store_of_job = store_of_job  # whose activity log shows a job given up
         self.retry_strategy = BackoffRetryStrategy(max_attempts, self.backoff)
 
     # -- enqueue ---------------------------------------------------------------------------
@@ -390,7 +398,13 @@ class ProcrastinateJobQueue:
         try:
             async with self.engine.begin() as conn:
                 await record_dead_letter(
-                    conn, job_id=job_id, task=task, args=args, error=error, attempts=attempts
+                    conn,
+                    job_id=job_id,
+                    task=task,
+                    args=args,
+                    error=error,
+                    attempts=attempts,
+                    store_of_job=self.store_of_job,
                 )
         except SQLAlchemyError:
             logger.exception("could not log the dead-lettered job %s", job_id)
@@ -455,6 +469,7 @@ class ProcrastinateJobQueue:
                     args=row.args,
                     error=error,
                     attempts=lost_attempt,
+                    store_of_job=self.store_of_job,
                 )
             else:
                 # procrastinate's retry_job, in our transaction, so that the check above and

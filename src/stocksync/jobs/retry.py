@@ -8,16 +8,19 @@ outage fails every flush at once), so they do not come back as one synchronised 
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from stocksync.jobs.queue import PermanentJobError
 from stocksync.storage.activity import record
-from stocksync.storage.tables import connections, stores
+
+StoreOfJob = Callable[[AsyncConnection, Mapping[str, Any]], Awaitable[int | None]]
+"""The store a job works for, from its arguments, read in the caller's transaction; None when
+it works for none. The engine gives it (``engine.failures.store_of_dead_letter``): what a
+store or a connection is, and which store a job's arguments name, is the engine's to know."""
 
 # 2**62 seconds is far beyond any cap; bounding the exponent keeps the float finite.
 _MAX_EXPONENT = 62
@@ -69,25 +72,14 @@ async def record_dead_letter(
     args: Mapping[str, Any],
     error: str,
     attempts: int,
+    store_of_job: StoreOfJob | None = None,
 ) -> None:
     """Log a given-up job in ``conn``'s transaction, with what it takes to run it again.
 
-    A job naming an existing store (``store_id`` in its arguments) or connection (logged
-    against its destination) is logged against that store, so that the merchant sees it; any
-    other job is logged system-wide.
+    It is logged against the store ``store_of_job`` finds for it, so that the merchant sees
+    it; without one, or for a job of no store, system-wide.
     """
-    store_id: int | None = None
-    candidate = args.get("store_id")
-    via_connection = args.get("connection_id")
-    if isinstance(candidate, int) and not isinstance(candidate, bool):
-        found = await conn.scalar(select(stores.c.id).where(stores.c.id == candidate))
-        store_id = int(found) if found is not None else None
-    elif isinstance(via_connection, int) and not isinstance(via_connection, bool):
-        # A connection's job writes to its destination: that is whose log shows it.
-        found = await conn.scalar(
-            select(connections.c.destination_store_id).where(connections.c.id == via_connection)
-        )
-        store_id = int(found) if found is not None else None
+    store_id = await store_of_job(conn, args) if store_of_job is not None else None
     await record(
         conn,
         store_id=store_id,
