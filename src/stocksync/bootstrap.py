@@ -6,6 +6,7 @@ process) and distributed (PostgreSQL, many workers)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -31,32 +32,48 @@ class UnsupportedPlatformError(RuntimeError):
     pass
 
 
+PlatformFactory = Callable[[StoreRecord, Vault], StorePlatform]
+
+
+def shopify_platform(store: StoreRecord, vault: Vault) -> StorePlatform:
+    # Imported when a Shopify store is first resolved: a command that reaches no store does
+    # not load the Shopify client.
+    from stocksync.platforms.shopify.adapter import ShopifyPlatform
+    from stocksync.platforms.shopify.versions import DEFAULT_VERSION, refusal
+
+    if not store.credentials:
+        # Erased at uninstall (B5): the merchant must install the app again.
+        raise UnsupportedPlatformError(f"{store.name}: no access token; install it again")
+    reason = refusal(store.api_version or DEFAULT_VERSION)
+    if reason is not None:
+        # Stored before such versions were refused: nothing is sent until it is changed.
+        raise UnsupportedPlatformError(f"{store.name}: {reason}")
+    return ShopifyPlatform(
+        shop_domain=store.external_id,
+        access_token=vault.decrypt(store.credentials),
+        api_version=store.api_version or DEFAULT_VERSION,
+        base_url=store.base_url,
+    )
+
+
+# The adapters by platform name. Shopify's is built in; any other is plugged in with
+# register_platform by the program that runs it (the in-memory platform served over HTTP is,
+# by the worker processes of the engine's kill tests), so that this wiring imports no fake.
+PLATFORMS: dict[str, PlatformFactory] = {"shopify": shopify_platform}
+
+
+def register_platform(name: str, factory: PlatformFactory) -> None:
+    PLATFORMS[name] = factory
+
+
 def platform_for(store: StoreRecord, vault: Vault) -> StorePlatform:
     """The adapter for a store, by its platform name."""
-    if store.platform == "memory":
-        from stocksync.platforms.memory_http import HttpMemoryPlatform
-
-        if not store.base_url:
-            raise UnsupportedPlatformError(f"{store.name}: an in-memory store needs a base URL")
-        return HttpMemoryPlatform(store.base_url, store.external_id)
-    if store.platform == "shopify":
-        from stocksync.platforms.shopify.adapter import ShopifyPlatform
-        from stocksync.platforms.shopify.versions import DEFAULT_VERSION, refusal
-
-        if not store.credentials:
-            # Erased at uninstall (B5): the merchant must install the app again.
-            raise UnsupportedPlatformError(f"{store.name}: no access token; install it again")
-        reason = refusal(store.api_version or DEFAULT_VERSION)
-        if reason is not None:
-            # Stored before such versions were refused: nothing is sent until it is changed.
-            raise UnsupportedPlatformError(f"{store.name}: {reason}")
-        return ShopifyPlatform(
-            shop_domain=store.external_id,
-            access_token=vault.decrypt(store.credentials),
-            api_version=store.api_version or DEFAULT_VERSION,
-            base_url=store.base_url,
+    factory = PLATFORMS.get(store.platform)
+    if factory is None:
+        raise UnsupportedPlatformError(
+            f"{store.name}: platform {store.platform!r} is not supported"
         )
-    raise UnsupportedPlatformError(f"{store.name}: platform {store.platform!r} is not supported")
+    return factory(store, vault)
 
 
 class AdapterCache:

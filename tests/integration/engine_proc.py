@@ -437,17 +437,26 @@ def worker_env(database_url: str, data_dir: Path, secret_key: str) -> dict[str, 
 
 
 class EngineWorkers:
-    """``stocksync worker`` processes, each logging to a file; all killed when ``stack`` ends."""
+    """``stocksync worker`` processes, each logging to a file; all killed when ``stack`` ends.
 
-    def __init__(self, env: dict[str, str], logs: Path, stack: ExitStack | AsyncExitStack) -> None:
-        self.env, self.logs, self.stack = env, logs, stack
+    ``module`` is what ``python -m`` runs: ``stocksync`` itself, or a module that plugs a
+    platform in first and then runs it (``tests.integration.memory_worker``)."""
+
+    def __init__(
+        self,
+        env: dict[str, str],
+        logs: Path,
+        stack: ExitStack | AsyncExitStack,
+        module: str = "stocksync",
+    ) -> None:
+        self.env, self.logs, self.stack, self.module = env, logs, stack, module
         self.started: list[tuple[subprocess.Popen[bytes], Path]] = []
 
     def start(self, concurrency: int = 4) -> subprocess.Popen[bytes]:
         path = self.logs / f"worker-{len(self.started) + 1}.log"
         log = self.stack.enter_context(path.open("wb"))
         process = subprocess.Popen(
-            [sys.executable, "-m", "stocksync", "worker", "--concurrency", str(concurrency)],
+            [sys.executable, "-m", self.module, "worker", "--concurrency", str(concurrency)],
             cwd=REPO,
             env=self.env,
             stdout=log,

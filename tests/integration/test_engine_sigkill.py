@@ -85,7 +85,7 @@ async def test_workers_killed_mid_adjustment_count_every_sale_once(
         base_url = stack.enter_context(serve_memory_world(h.world, middleware=gated))
         (gate,) = gates
         env = worker_env(db_url, tmp_path / "data", h.secret_key)
-        workers = EngineWorkers(env, tmp_path, stack)
+        workers = EngineWorkers(env, tmp_path, stack, module="tests.integration.memory_worker")
 
         # --- a source, two destinations, products imported and synced (by this process) ---
         await h.add_store("source", "source", base_url=base_url)
