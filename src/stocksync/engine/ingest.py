@@ -162,57 +162,7 @@ class _Batch:
                 outcomes[key] = "duplicate"
                 continue
             store = known.get((item.platform, item.store_ref))
-            if store is None:
-                self.statuses[inbox_id] = ("ignored", "unknown store")
-                self.note(
-                    None,
-                    "warning",
-                    "unknown_store",
-                    f"a {item.topic} event arrived for {item.store_ref}, which is not "
-                    "installed; it was ignored",
-                    {"platform": item.platform, "store": item.store_ref, "event": item.event_id},
-                )
-                outcomes[key] = "unknown_store"
-            elif item.event is None:
-                self.statuses[inbox_id] = ("failed", "unreadable payload")
-                self.note(
-                    store.id,
-                    "error",
-                    "event_unreadable",
-                    f"a {item.topic} event could not be read and was not applied",
-                    {"event_id": item.event_id, "inbox_id": inbox_id},
-                )
-                outcomes[key] = "rejected"
-            elif isinstance(item.event, AppUninstalled | PrivacyRequest):
-                # Lifecycle events apply whatever the store's state: a shop is redacted
-                # days after the app was uninstalled.
-                await self._lifecycle(store, item.event)
-                self.statuses[inbox_id] = ("processed", None)
-                outcomes[key] = "recorded"
-            elif store.status != "active":
-                self.statuses[inbox_id] = ("ignored", f"store is {store.status}")
-                outcomes[key] = "ignored"
-            elif isinstance(item.event, LevelChanged):
-                levels.append((store, inbox_id, item.event))
-                outcomes[key] = "recorded"
-            elif isinstance(item.event, OrderSeen | OrderEdited | RefundSeen):
-                ev = item.event
-                order_id = ev.order.id if isinstance(ev, OrderSeen) else ev.order_id
-                await schedule.process_event(self.rt, self.conn, inbox_id, store.id, order_id)
-                outcomes[key] = "recorded"
-            elif isinstance(item.event, LocationsChanged):
-                await schedule.refresh_locations(self.rt, self.conn, store.id)
-                # Done once the job is enqueued: the job reads the locations, not this event.
-                self.statuses[inbox_id] = ("processed", None)
-                outcomes[key] = "recorded"
-            elif isinstance(item.event, ProductChanged | ProductDeleted):
-                # Product detail sync and source deletions belong to the catalog; until that
-                # handler exists the event is kept and marked, visible in the inbox.
-                self.statuses[inbox_id] = ("ignored", "product events are not synced yet")
-                outcomes[key] = "ignored"
-            else:
-                self.statuses[inbox_id] = ("ignored", f"unhandled topic {item.topic}")
-                outcomes[key] = "ignored"
+            outcomes[key] = await self._route(item, inbox_id, store, levels)
         ignored = await self._levels(levels)
         for key, inbox_id in new_ids.items():
             if inbox_id in ignored:
@@ -229,6 +179,67 @@ class _Batch:
             seen.add(item.key)
             results.append(IngestResult(outcomes[item.key], new_ids.get(item.key)))
         return results
+
+    async def _route(
+        self,
+        item: Inbound,
+        inbox_id: int,
+        store: StoreRecord | None,
+        levels: list[tuple[StoreRecord, int, LevelChanged]],
+    ) -> Outcome:
+        """What a new delivery does: its inbox status, its job, or its level report added to
+        ``levels`` (recorded together after the batch)."""
+        if store is None:
+            self.statuses[inbox_id] = ("ignored", "unknown store")
+            self.note(
+                None,
+                "warning",
+                "unknown_store",
+                f"a {item.topic} event arrived for {item.store_ref}, which is not "
+                "installed; it was ignored",
+                {"platform": item.platform, "store": item.store_ref, "event": item.event_id},
+            )
+            return "unknown_store"
+        elif item.event is None:
+            self.statuses[inbox_id] = ("failed", "unreadable payload")
+            self.note(
+                store.id,
+                "error",
+                "event_unreadable",
+                f"a {item.topic} event could not be read and was not applied",
+                {"event_id": item.event_id, "inbox_id": inbox_id},
+            )
+            return "rejected"
+        elif isinstance(item.event, AppUninstalled | PrivacyRequest):
+            # Lifecycle events apply whatever the store's state: a shop is redacted
+            # days after the app was uninstalled.
+            await self._lifecycle(store, item.event)
+            self.statuses[inbox_id] = ("processed", None)
+            return "recorded"
+        elif store.status != "active":
+            self.statuses[inbox_id] = ("ignored", f"store is {store.status}")
+            return "ignored"
+        elif isinstance(item.event, LevelChanged):
+            levels.append((store, inbox_id, item.event))
+            return "recorded"
+        elif isinstance(item.event, OrderSeen | OrderEdited | RefundSeen):
+            ev = item.event
+            order_id = ev.order.id if isinstance(ev, OrderSeen) else ev.order_id
+            await schedule.process_event(self.rt, self.conn, inbox_id, store.id, order_id)
+            return "recorded"
+        elif isinstance(item.event, LocationsChanged):
+            await schedule.refresh_locations(self.rt, self.conn, store.id)
+            # Done once the job is enqueued: the job reads the locations, not this event.
+            self.statuses[inbox_id] = ("processed", None)
+            return "recorded"
+        elif isinstance(item.event, ProductChanged | ProductDeleted):
+            # Product detail sync and source deletions belong to the catalog; until that
+            # handler exists the event is kept and marked, visible in the inbox.
+            self.statuses[inbox_id] = ("ignored", "product events are not synced yet")
+            return "ignored"
+        else:
+            self.statuses[inbox_id] = ("ignored", f"unhandled topic {item.topic}")
+            return "ignored"
 
     async def _lifecycle(self, store: StoreRecord, event: AppUninstalled | PrivacyRequest) -> None:
         if isinstance(event, AppUninstalled):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Table, and_, delete, func, select, tuple_, update
@@ -42,7 +43,7 @@ from stocksync.engine.marks import (
     mark_pending,
     mark_source_dirty,
 )
-from stocksync.engine.records import load_connection, load_store
+from stocksync.engine.records import StoreRecord, load_connection, load_store
 from stocksync.engine.runtime import Runtime
 from stocksync.storage import activity
 from stocksync.storage.sql import excluded, upsert
@@ -496,6 +497,32 @@ async def _note_writing(rt: Runtime, store_id: int, location: str, targets: dict
         )
 
 
+@dataclass
+class _Batch:
+    """One batch of a connection's pending variants, as its first transaction loaded it."""
+
+    connection_id: int
+    dest: StoreRecord
+    location: str
+    pending: list[_Pending]
+    work: list[_Pending]  # the pending variants whose source level is known
+    by_link: dict[int, int]  # each link's target: the source's level less sales and holds
+    stored: dict[str, sales.Stored]  # each item's shortfall as stored
+
+
+@dataclass
+class _Outcome:
+    """What a batch's platform calls did: the levels read, the plan, the writes."""
+
+    must_read: list[str]
+    read_at: dict[str, int | None]  # the platform's time of each level read
+    plan: level_rules.FlushPlan
+    drift: dict[str, tuple[int | None, int]]
+    written: dict[str, int]
+    observed: dict[str, int]
+    written_at: dict[str, int | None]
+
+
 async def flush_destination(rt: Runtime, connection_id: int) -> int:
     """Write pending levels of one connection; returns the number of levels written.
 
@@ -504,300 +531,324 @@ async def flush_destination(rt: Runtime, connection_id: int) -> int:
     written_total = 0
     first = True
     while True:
-        async with rt.db.begin() as conn:
-            connection = await load_connection(conn, connection_id)
-            if connection is None:
-                return written_total
-            dest = await load_store(conn, connection.destination_store_id)
-            if connection.status != "active" or dest is None or dest.status != "active":
-                # Paused or disconnected: nothing to write. Resuming marks everything again.
-                await _clear_connection(conn, connection_id)
-                return written_total
-            location = connection.receiving_location
-            if location is None:
-                await _clear_connection(conn, connection_id)
-                await activity.record(
-                    conn,
-                    store_id=dest.id,
-                    level="error",
-                    kind="no_receiving_location",
-                    message=f"{dest.name} has no receiving location for this connection; "
-                    "choose one so that stock can be synced",
-                    details={"connection_id": connection_id},
-                )
-                return written_total
-            pending = await _load_pending(conn, connection_id, dest.id, location, rt.batch_size)
-            if not pending:
-                return written_total
-            started = rt.clock()
-            if first:
-                first = False
-                not_before = (await flush_not_before(conn, [connection_id])).get(connection_id)
-                if not_before is not None and not_before > started:
-                    # Marked while the last flush was setting its pace: wait for the turn.
-                    await schedule.flush_destination(rt, conn, connection_id, dest.id, not_before)
-                    return written_total
-            if rt.flush_interval:
-                await conn.execute(
-                    update(connections)
-                    .where(connections.c.id == connection_id)
-                    .values(flush_not_before=started + rt.flush_interval)
-                )
-            missing_source = [p for p in pending if p.active and p.source_level is None]
-            if missing_source:
-                ids = [p.link_id for p in missing_source]
-                rows = await conn.execute(
-                    select(variant_links.c.source_item_id).where(variant_links.c.id.in_(ids))
-                )
-                await mark_source_dirty(rt, conn, connection.source_store_id, [r[0] for r in rows])
-            # The source's level less sales in flight and units held (engine/sales.py).
-            by_link = await sales.link_targets(
-                conn, [p.link_id for p in pending if p.active and p.source_level is not None]
-            )
-            work = [p for p in pending if p.link_id in by_link]
-            short = await sales.shortfalls(conn, dest.id, location, [p.item_id for p in work])
-        # Items with no level known there yet have no shortfall (nothing seen to go down).
-        stored = {
-            p.item_id: short.get(p.item_id, sales.Stored(sale_rules.Shortfall(), 0)) for p in work
-        }
-        items = [
-            level_rules.FlushItem(
-                item_id=p.item_id,
-                target=by_link[p.link_id],
-                shortfall=stored[p.item_id].shortfall,
-                known=p.known,
-                unconfirmed=p.unconfirmed,
-                last_written=p.last_written,
-                force_read=p.force_read,
-            )
-            for p in work
-        ]
-        must_read = level_rules.to_read(items)
-        platform = rt.platforms(dest)
-        read: dict[str, int | None] = {}
-        read_at: dict[str, int | None] = {}  # the platform's time of each level read
-        if must_read:
-            fresh = await platform.read_levels(must_read, [location])
-            crash.point("flush.after_read")
-            read = {i: fresh.get((i, location)) for i in must_read}
-            read_at = {i: fresh.updated_at.get((i, location)) for i in must_read}
-        # A decrease no order explains yet is not raised within the grace (B24).
-        plan = level_rules.plan_flush(items, read, rt.clock(), rt.sale_grace)
-        targets, shortfall, holding, changed = (
-            plan.targets,
-            plan.shortfall,
-            plan.holding,
-            plan.changed,
-        )
-        known = plan.known
-        drift = plan.drift
-        if changed:
-            await _note_writing(rt, dest.id, location, changed)
-
-        try:
-            written, observed, written_at = await _write_with_cas(
-                rt, platform, location, changed, known, plan.after_stale_compare
-            )
-        except LocationInactiveError as exc:
-            async with rt.db.begin() as conn:
-                await _clear_connection(conn, connection_id)
-                await activity.record(
-                    conn,
-                    store_id=dest.id,
-                    level="error",
-                    kind="location_inactive",
-                    message=f"the receiving location {exc.location_id} of {dest.name} is "
-                    "deactivated or deleted; choose another receiving location",
-                    details={"connection_id": connection_id, "location": exc.location_id},
-                    retry={
-                        "task": schedule.FLUSH_DESTINATION,
-                        "args": {"connection_id": connection_id},
-                    },
-                )
+        batch = await _load_batch(rt, connection_id, first=first)
+        if batch is None:
+            return written_total
+        first = False
+        outcome = await _plan_and_write(rt, batch)
+        if outcome is None:
             return written_total
         now = rt.clock()
-        loaded_at = {p.item_id: p.reported_at for p in work}
-        # A report the engine took but never saw confirmed stays unconfirmed: a held decrease
-        # is not written over within its grace, and must be once the grace ends.
-        unsettled = {
-            p.item_id
-            for p in work
-            if p.unconfirmed
-            and p.item_id not in must_read
-            and p.item_id not in observed
-            and p.item_id not in written
-        }
         async with rt.db.begin() as conn:
-            # Levels we wrote or read, ordered against the reports taken meanwhile.
-            only_read = {i for i in must_read if i not in written}
-            reported_now = await _lock_reported_at(
-                conn, dest.id, location, sorted(set(written) | only_read)
-            )
-            ours_at = {**read_at, **written_at}
-            standing = {
-                i: level_rules.against_reports(loaded_at.get(i), reported_now.get(i), ours_at[i])
-                for i in sorted(set(written) | only_read)
-            }
-            state_rows: list[dict[str, Any]] = []
-            for item in sorted(targets):
-                level = written.get(item, observed.get(item, known.get(item)))
-                if level is None:
-                    continue
-                ours = standing.get(item) is level_rules.Standing.OURS
-                state_rows.append(
-                    {
-                        "store_id": dest.id,
-                        "item_id": item,
-                        "location": location,
-                        "last_read": level,
-                        "read_version": 1,
-                        "last_written": written.get(item),
-                        "write_version": 1 if item in written else 0,
-                        "writing": None,
-                        "unconfirmed": item in unsettled,
-                        "reported_at": (
-                            level_rules.time_after_ours(reported_now.get(item), ours_at[item])
-                            if ours
-                            else loaded_at.get(item)
-                        ),
-                        "updated_at": now,
-                        "unexplained": stored[item].unexplained(shortfall[item]),
-                        "lowered_at": shortfall[item].since,
-                    }
-                )
-            await upsert(
-                conn,
-                sync_state,
-                [
-                    r
-                    for r in state_rows
-                    if r["item_id"] in written
-                    and standing[r["item_id"]] is level_rules.Standing.OURS
-                ],
-                conflict=("store_id", "item_id", "location"),
-                update={
-                    "last_read": excluded("last_read"),
-                    "last_written": excluded("last_written"),
-                    "write_version": sync_state.c.write_version + 1,
-                    "writing": None,
-                    "unconfirmed": False,
-                    "reported_at": excluded("reported_at"),
-                    "updated_at": excluded("updated_at"),
-                    "unexplained": excluded("unexplained"),
-                    "lowered_at": excluded("lowered_at"),
-                },
-            )
-            # A report taken while the write was in flight: ours is recorded (its echo is
-            # recognised), the level is the report's if it is later; if the two cannot be
-            # ordered, the level is read before the next write (unconfirmed, forced read).
-            reread = sorted(
-                i
-                for i, st in standing.items()
-                if i in written and st is level_rules.Standing.UNKNOWN
-            )
-            for item, st in sorted(standing.items()):
-                if item not in written or st is level_rules.Standing.OURS:
-                    continue
-                await conn.execute(
-                    update(sync_state)
-                    .where(
-                        sync_state.c.store_id == dest.id,
-                        sync_state.c.item_id == item,
-                        sync_state.c.location == location,
-                    )
-                    .values(
-                        last_written=written[item],
-                        write_version=sync_state.c.write_version + 1,
-                        writing=None,
-                        updated_at=now,
-                        **({"unconfirmed": True} if item in reread else {}),
-                    )
-                )
-            # Levels read and left alone: stored where the read stands against the reports
-            # taken meanwhile, with the read's time (a report that stands marked the variant
-            # pending again).
-            await upsert(
-                conn,
-                sync_state,
-                [
-                    r
-                    for r in state_rows
-                    if r["item_id"] in only_read
-                    and standing[r["item_id"]] is level_rules.Standing.OURS
-                ],
-                conflict=("store_id", "item_id", "location"),
-                update={
-                    "last_read": excluded("last_read"),
-                    "read_version": sync_state.c.read_version + 1,
-                    "unconfirmed": excluded("unconfirmed"),
-                    "reported_at": excluded("reported_at"),
-                    "updated_at": excluded("updated_at"),
-                    "unexplained": excluded("unexplained"),
-                    "lowered_at": excluded("lowered_at"),
-                },
-            )
-            # The others: stored unless a report arrived meanwhile.
-            await upsert(
-                conn,
-                sync_state,
-                [
-                    r
-                    for r in state_rows
-                    if r["item_id"] not in written and r["item_id"] not in only_read
-                ],
-                conflict=("store_id", "item_id", "location"),
-                update={
-                    "last_read": excluded("last_read"),
-                    "read_version": sync_state.c.read_version + 1,
-                    "unconfirmed": excluded("unconfirmed"),
-                    "updated_at": excluded("updated_at"),
-                    "unexplained": excluded("unexplained"),
-                    "lowered_at": excluded("lowered_at"),
-                },
-                where=lambda s: sync_state.c.reported_at.is_not_distinct_from(
-                    s.excluded.reported_at
-                ),
-            )
-            if written and dest.is_source:
-                # A hub: what we wrote is its stock too, to be sent further down the chain.
-                # (source_dirty before flush_pending, as everywhere: see refresh_source.)
-                await mark_source_dirty(rt, conn, dest.id, sorted(written))
-            # Held decreases stay pending, looked at again when their grace ends; levels
-            # that must be read stay pending with a forced read.
-            by_item = {p.item_id: p for p in work}
-            await _settle_pending(
-                rt,
-                conn,
-                connection_id,
-                dest.id,
-                [p for p in pending if p.item_id not in holding and p.item_id not in reread],
-                [by_item[i] for i in reread],
-            )
-            if holding:
-                await schedule.grace_ended(rt, conn, connection_id, min(holding.values()))
-            if written:
-                await activity.record(
-                    conn,
-                    store_id=dest.id,
-                    level="info",
-                    kind="levels_written",
-                    message=f"updated {len(written)} stock levels on {dest.name}",
-                    details={"connection_id": connection_id, "count": len(written)},
-                )
-            if drift:
-                await activity.record(
-                    conn,
-                    store_id=dest.id,
-                    level="warning",
-                    kind="drift_repaired",
-                    message=f"{len(drift)} levels on {dest.name} differed from the source's "
-                    "and were set back",
-                    details={
-                        "connection_id": connection_id,
-                        "items": {i: {"found": f, "set": t} for i, (f, t) in drift.items()},
-                    },
-                )
+            await _record_flush(rt, conn, batch, outcome, now)
             crash.point("flush.before_commit")
-        written_total += len(written)
-        if len(pending) < rt.batch_size or all(p.item_id in holding for p in pending):
+        written_total += len(outcome.written)
+        holding = outcome.plan.holding
+        if len(batch.pending) < rt.batch_size or all(p.item_id in holding for p in batch.pending):
             return written_total
+
+
+async def _load_batch(rt: Runtime, connection_id: int, *, first: bool) -> _Batch | None:
+    """The next batch to write, with its targets; None when the job ends here (nothing
+    pending, nowhere to write, or not its turn yet: then it is scheduled at its pace)."""
+    async with rt.db.begin() as conn:
+        connection = await load_connection(conn, connection_id)
+        if connection is None:
+            return None
+        dest = await load_store(conn, connection.destination_store_id)
+        if connection.status != "active" or dest is None or dest.status != "active":
+            # Paused or disconnected: nothing to write. Resuming marks everything again.
+            await _clear_connection(conn, connection_id)
+            return None
+        location = connection.receiving_location
+        if location is None:
+            await _clear_connection(conn, connection_id)
+            await activity.record(
+                conn,
+                store_id=dest.id,
+                level="error",
+                kind="no_receiving_location",
+                message=f"{dest.name} has no receiving location for this connection; "
+                "choose one so that stock can be synced",
+                details={"connection_id": connection_id},
+            )
+            return None
+        pending = await _load_pending(conn, connection_id, dest.id, location, rt.batch_size)
+        if not pending:
+            return None
+        started = rt.clock()
+        if first:
+            not_before = (await flush_not_before(conn, [connection_id])).get(connection_id)
+            if not_before is not None and not_before > started:
+                # Marked while the last flush was setting its pace: wait for the turn.
+                await schedule.flush_destination(rt, conn, connection_id, dest.id, not_before)
+                return None
+        if rt.flush_interval:
+            await conn.execute(
+                update(connections)
+                .where(connections.c.id == connection_id)
+                .values(flush_not_before=started + rt.flush_interval)
+            )
+        missing_source = [p for p in pending if p.active and p.source_level is None]
+        if missing_source:
+            ids = [p.link_id for p in missing_source]
+            rows = await conn.execute(
+                select(variant_links.c.source_item_id).where(variant_links.c.id.in_(ids))
+            )
+            await mark_source_dirty(rt, conn, connection.source_store_id, [r[0] for r in rows])
+        # The source's level less sales in flight and units held (engine/sales.py).
+        by_link = await sales.link_targets(
+            conn, [p.link_id for p in pending if p.active and p.source_level is not None]
+        )
+        work = [p for p in pending if p.link_id in by_link]
+        short = await sales.shortfalls(conn, dest.id, location, [p.item_id for p in work])
+    # Items with no level known there yet have no shortfall (nothing seen to go down).
+    stored = {
+        p.item_id: short.get(p.item_id, sales.Stored(sale_rules.Shortfall(), 0)) for p in work
+    }
+    return _Batch(connection_id, dest, location, pending, work, by_link, stored)
+
+
+async def _plan_and_write(rt: Runtime, batch: _Batch) -> _Outcome | None:
+    """Read what must be read, plan the flush (domain/inventory.py) and write it with
+    compare-and-swap; None when the receiving location turned out to be inactive (logged)."""
+    dest, location = batch.dest, batch.location
+    items = [
+        level_rules.FlushItem(
+            item_id=p.item_id,
+            target=batch.by_link[p.link_id],
+            shortfall=batch.stored[p.item_id].shortfall,
+            known=p.known,
+            unconfirmed=p.unconfirmed,
+            last_written=p.last_written,
+            force_read=p.force_read,
+        )
+        for p in batch.work
+    ]
+    must_read = level_rules.to_read(items)
+    platform = rt.platforms(dest)
+    read: dict[str, int | None] = {}
+    read_at: dict[str, int | None] = {}  # the platform's time of each level read
+    if must_read:
+        fresh = await platform.read_levels(must_read, [location])
+        crash.point("flush.after_read")
+        read = {i: fresh.get((i, location)) for i in must_read}
+        read_at = {i: fresh.updated_at.get((i, location)) for i in must_read}
+    # A decrease no order explains yet is not raised within the grace (B24).
+    plan = level_rules.plan_flush(items, read, rt.clock(), rt.sale_grace)
+    drift = plan.drift
+    if plan.changed:
+        await _note_writing(rt, dest.id, location, plan.changed)
+    try:
+        # plan.known is the compare value of each write, updated by a stale compare's read.
+        written, observed, written_at = await _write_with_cas(
+            rt, platform, location, plan.changed, plan.known, plan.after_stale_compare
+        )
+    except LocationInactiveError as exc:
+        async with rt.db.begin() as conn:
+            await _clear_connection(conn, batch.connection_id)
+            await activity.record(
+                conn,
+                store_id=dest.id,
+                level="error",
+                kind="location_inactive",
+                message=f"the receiving location {exc.location_id} of {dest.name} is "
+                "deactivated or deleted; choose another receiving location",
+                details={"connection_id": batch.connection_id, "location": exc.location_id},
+                retry={
+                    "task": schedule.FLUSH_DESTINATION,
+                    "args": {"connection_id": batch.connection_id},
+                },
+            )
+        return None
+    return _Outcome(must_read, read_at, plan, drift, written, observed, written_at)
+
+
+async def _record_flush(
+    rt: Runtime, conn: AsyncConnection, batch: _Batch, outcome: _Outcome, now: datetime
+) -> None:
+    """Record a batch's levels, settle its pending rows, schedule what follows and log it."""
+    dest, connection_id = batch.dest, batch.connection_id
+    written, holding = outcome.written, outcome.plan.holding
+    reread = await _save_levels(conn, batch, outcome, now)
+    if written and dest.is_source:
+        # A hub: what we wrote is its stock too, to be sent further down the chain.
+        # (source_dirty before flush_pending, as everywhere: see refresh_source.)
+        await mark_source_dirty(rt, conn, dest.id, sorted(written))
+    # Held decreases stay pending, looked at again when their grace ends; levels
+    # that must be read stay pending with a forced read.
+    by_item = {p.item_id: p for p in batch.work}
+    await _settle_pending(
+        rt,
+        conn,
+        connection_id,
+        dest.id,
+        [p for p in batch.pending if p.item_id not in holding and p.item_id not in reread],
+        [by_item[i] for i in reread],
+    )
+    if holding:
+        await schedule.grace_ended(rt, conn, connection_id, min(holding.values()))
+    if written:
+        await activity.record(
+            conn,
+            store_id=dest.id,
+            level="info",
+            kind="levels_written",
+            message=f"updated {len(written)} stock levels on {dest.name}",
+            details={"connection_id": connection_id, "count": len(written)},
+        )
+    if outcome.drift:
+        await activity.record(
+            conn,
+            store_id=dest.id,
+            level="warning",
+            kind="drift_repaired",
+            message=f"{len(outcome.drift)} levels on {dest.name} differed from the source's "
+            "and were set back",
+            details={
+                "connection_id": connection_id,
+                "items": {i: {"found": f, "set": t} for i, (f, t) in outcome.drift.items()},
+            },
+        )
+
+
+async def _save_levels(
+    conn: AsyncConnection, batch: _Batch, outcome: _Outcome, now: datetime
+) -> list[str]:
+    """Store the levels a batch wrote, read or kept, each ordered against the reports taken
+    meanwhile; returns the items written whose level must be read before the next write."""
+    dest, location = batch.dest, batch.location
+    written, observed, must_read = outcome.written, outcome.observed, outcome.must_read
+    plan = outcome.plan
+    loaded_at = {p.item_id: p.reported_at for p in batch.work}
+    # A report the engine took but never saw confirmed stays unconfirmed: a held decrease
+    # is not written over within its grace, and must be once the grace ends.
+    unsettled = {
+        p.item_id
+        for p in batch.work
+        if p.unconfirmed
+        and p.item_id not in must_read
+        and p.item_id not in observed
+        and p.item_id not in written
+    }
+    # Levels we wrote or read, ordered against the reports taken meanwhile.
+    only_read = {i for i in must_read if i not in written}
+    reported_now = await _lock_reported_at(
+        conn, dest.id, location, sorted(set(written) | only_read)
+    )
+    ours_at = {**outcome.read_at, **outcome.written_at}
+    standing = {
+        i: level_rules.against_reports(loaded_at.get(i), reported_now.get(i), ours_at[i])
+        for i in sorted(set(written) | only_read)
+    }
+    state_rows: list[dict[str, Any]] = []
+    for item in sorted(plan.targets):
+        level = written.get(item, observed.get(item, plan.known.get(item)))
+        if level is None:
+            continue
+        ours = standing.get(item) is level_rules.Standing.OURS
+        state_rows.append(
+            {
+                "store_id": dest.id,
+                "item_id": item,
+                "location": location,
+                "last_read": level,
+                "read_version": 1,
+                "last_written": written.get(item),
+                "write_version": 1 if item in written else 0,
+                "writing": None,
+                "unconfirmed": item in unsettled,
+                "reported_at": (
+                    level_rules.time_after_ours(reported_now.get(item), ours_at[item])
+                    if ours
+                    else loaded_at.get(item)
+                ),
+                "updated_at": now,
+                "unexplained": batch.stored[item].unexplained(plan.shortfall[item]),
+                "lowered_at": plan.shortfall[item].since,
+            }
+        )
+    await upsert(
+        conn,
+        sync_state,
+        [
+            r
+            for r in state_rows
+            if r["item_id"] in written and standing[r["item_id"]] is level_rules.Standing.OURS
+        ],
+        conflict=("store_id", "item_id", "location"),
+        update={
+            "last_read": excluded("last_read"),
+            "last_written": excluded("last_written"),
+            "write_version": sync_state.c.write_version + 1,
+            "writing": None,
+            "unconfirmed": False,
+            "reported_at": excluded("reported_at"),
+            "updated_at": excluded("updated_at"),
+            "unexplained": excluded("unexplained"),
+            "lowered_at": excluded("lowered_at"),
+        },
+    )
+    # A report taken while the write was in flight: ours is recorded (its echo is
+    # recognised), the level is the report's if it is later; if the two cannot be
+    # ordered, the level is read before the next write (unconfirmed, forced read).
+    reread = sorted(
+        i for i, st in standing.items() if i in written and st is level_rules.Standing.UNKNOWN
+    )
+    for item, st in sorted(standing.items()):
+        if item not in written or st is level_rules.Standing.OURS:
+            continue
+        await conn.execute(
+            update(sync_state)
+            .where(
+                sync_state.c.store_id == dest.id,
+                sync_state.c.item_id == item,
+                sync_state.c.location == location,
+            )
+            .values(
+                last_written=written[item],
+                write_version=sync_state.c.write_version + 1,
+                writing=None,
+                updated_at=now,
+                **({"unconfirmed": True} if item in reread else {}),
+            )
+        )
+    # Levels read and left alone: stored where the read stands against the reports
+    # taken meanwhile, with the read's time (a report that stands marked the variant
+    # pending again).
+    await upsert(
+        conn,
+        sync_state,
+        [
+            r
+            for r in state_rows
+            if r["item_id"] in only_read and standing[r["item_id"]] is level_rules.Standing.OURS
+        ],
+        conflict=("store_id", "item_id", "location"),
+        update={
+            "last_read": excluded("last_read"),
+            "read_version": sync_state.c.read_version + 1,
+            "unconfirmed": excluded("unconfirmed"),
+            "reported_at": excluded("reported_at"),
+            "updated_at": excluded("updated_at"),
+            "unexplained": excluded("unexplained"),
+            "lowered_at": excluded("lowered_at"),
+        },
+    )
+    # The others: stored unless a report arrived meanwhile.
+    await upsert(
+        conn,
+        sync_state,
+        [r for r in state_rows if r["item_id"] not in written and r["item_id"] not in only_read],
+        conflict=("store_id", "item_id", "location"),
+        update={
+            "last_read": excluded("last_read"),
+            "read_version": sync_state.c.read_version + 1,
+            "unconfirmed": excluded("unconfirmed"),
+            "updated_at": excluded("updated_at"),
+            "unexplained": excluded("unexplained"),
+            "lowered_at": excluded("lowered_at"),
+        },
+        where=lambda s: sync_state.c.reported_at.is_not_distinct_from(s.excluded.reported_at),
+    )
+    return reread
