@@ -98,7 +98,7 @@ class WriteLog:
         store.set_levels = set_levels  # type: ignore[method-assign]
 
 
-async def run(
+async def run(  # noqa: C901, PLR0912, PLR0915  one benchmark run, read in order
     backend: str, changes: int, variants: int, destinations: int, seed: int
 ) -> dict[str, float]:
     rng = random.Random(seed)

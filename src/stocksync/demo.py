@@ -78,7 +78,7 @@ def _differences(world: MemoryWorld, skus: list[str]) -> list[str]:
     return out
 
 
-async def run_demo(console: Console, *, once: bool, seed: int) -> int:
+async def run_demo(console: Console, *, once: bool, seed: int) -> int:  # noqa: C901, PLR0912, PLR0915  the demo's day, told in order
     console.print(
         "[bold]stocksync demo[/bold] - the sync engine on SQLite with the [italic]in-memory "
         "platform[/italic] (the Shopify sandbox demo replaces it when available)."

@@ -765,7 +765,7 @@ async def _run(console: Console, data_dir: Path, procs: Processes, *, once: bool
             await app.close()
 
 
-async def _play(
+async def _play(  # noqa: PLR0915  the demo's day, told in order
     console: Console,
     app: App,
     http: httpx.AsyncClient,

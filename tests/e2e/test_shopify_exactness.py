@@ -125,7 +125,7 @@ async def source_levels(stack: Stack) -> dict[str, int]:
     return (await stack.levels())[SOURCE]
 
 
-async def test_old_orders_sold_out_stock_and_an_outage_stay_exact(stack: Stack) -> None:
+async def test_old_orders_sold_out_stock_and_an_outage_stay_exact(stack: Stack) -> None:  # noqa: PLR0915  one scenario, read in order
     m = stack.merchant
     source_variants = await m.variants(SOURCE)
     # The source's levels before anything happens: the catalog is seeded, no webhook yet.

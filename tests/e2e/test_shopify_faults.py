@@ -321,7 +321,7 @@ async def stack(tmp_path: Path, db_url: str) -> AsyncIterator[Stack]:
         yield running
 
 
-async def test_every_sandbox_fault_still_ends_exact(stack: Stack) -> None:
+async def test_every_sandbox_fault_still_ends_exact(stack: Stack) -> None:  # noqa: PLR0915  one scenario, read in order
     started = time.monotonic()
     phases: list[str] = []
 

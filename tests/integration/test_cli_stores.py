@@ -121,7 +121,7 @@ def add_args(entry: dict[str, Any], var: str, role: str) -> list[str]:
     ]
 
 
-async def test_install_connect_import_and_status(
+async def test_install_connect_import_and_status(  # noqa: PLR0915  one scenario, read in order
     sandbox: SandboxProcess, env: dict[str, str], tmp_path: Path
 ) -> None:
     supplier = shop_entry(sandbox.manifest, "supplier")
@@ -391,7 +391,7 @@ def reconcile_env(
         yield pg_env, url
 
 
-async def test_reconcile_lists_drift_and_a_missed_order_then_repairs_them(
+async def test_reconcile_lists_drift_and_a_missed_order_then_repairs_them(  # noqa: PLR0915  one scenario, read in order
     sandbox: SandboxProcess, reconcile_env: tuple[dict[str, str], str], tmp_path: Path
 ) -> None:
     env, db_url = reconcile_env

@@ -70,7 +70,7 @@ def levels(h: Harness, store: str) -> dict[str, int | None]:
     return {sku: h.level(store, sku) for sku in SKUS}
 
 
-async def test_workers_killed_mid_adjustment_count_every_sale_once(
+async def test_workers_killed_mid_adjustment_count_every_sale_once(  # noqa: C901, PLR0915  one scenario, read in order
     db_url: str, h: Harness, tmp_path: Path
 ) -> None:
     rng = random.Random(SEED)

@@ -301,7 +301,7 @@ async def place_order(
     return order
 
 
-async def test_workers_killed_mid_adjustment_on_the_sandbox_count_every_sale_once(
+async def test_workers_killed_mid_adjustment_on_the_sandbox_count_every_sale_once(  # noqa: C901, PLR0915  one scenario, read in order
     db_url: str, engine: Engine, tmp_path: Path
 ) -> None:
     rng = random.Random(SEED)

@@ -1,4 +1,4 @@
-"""Stores, roles, unique keys and connections (B1–B4)."""
+"""Stores, roles, unique keys and connections (B1-B4)."""
 
 from __future__ import annotations
 
@@ -650,7 +650,7 @@ async def install_located(
             platform=platform_name,
             external_id=external_id,
             role=role,
-            **options,  # type: ignore[arg-type]
+            **options,  # type: ignore[arg-type]  # install_store names and types each option
         )
         await set_locations(conn, store.id, locations_of)
     return store, key

@@ -31,7 +31,7 @@ from graphql import (
 from stocksync.sandbox import resolvers as _resolvers  # noqa: F401  (package marker)
 from stocksync.sandbox.cost import CostPlan, compile_cost, select_operation
 from stocksync.sandbox.ratelimit import MAX_QUERY_COST
-from stocksync.sandbox.resolvers import admin, inventory, orders, products  # noqa: F401
+from stocksync.sandbox.resolvers import admin, inventory, orders, products  # noqa: F401  (importing registers their resolvers)
 from stocksync.sandbox.resolvers.common import RESOLVERS, Ctx, default_resolver
 from stocksync.sandbox.schema import base_schema, extended_schema, has_additions, schema_for
 from stocksync.sandbox.timefmt import iso_z

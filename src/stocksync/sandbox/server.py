@@ -44,7 +44,7 @@ def _json(payload: Any, status: int = 200, headers: dict[str, str] | None = None
     return Response(dumps(payload), status_code=status, media_type=JSON_TYPE, headers=headers)
 
 
-def create_app(sandbox: Sandbox) -> Starlette:
+def create_app(sandbox: Sandbox) -> Starlette:  # noqa: C901, PLR0915  every route, one closure each over the sandbox
     endpoint = GraphQLEndpoint(sandbox)
     status_codes = (500, 502, 503, 504)
 

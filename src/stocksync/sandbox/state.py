@@ -1011,7 +1011,7 @@ class Shop:
         )
         return fulfillment
 
-    def refund(
+    def refund(  # noqa: C901, PLR0912, PLR0915  Shopify's refund rules, in their order
         self,
         order: Order,
         lines: list[dict[str, Any]],

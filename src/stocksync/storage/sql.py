@@ -53,7 +53,7 @@ async def upsert(
     # parameters costs far more than the database's work.
     stmt: Insert = _insert(conn, table)
     resolved = {k: (v(stmt) if callable(v) else v) for k, v in update.items()}
-    stmt = stmt.on_conflict_do_update(  # type: ignore[attr-defined]
+    stmt = stmt.on_conflict_do_update(  # type: ignore[attr-defined]  # on the dialect insert _insert chose
         index_elements=conflict,
         set_=resolved,
         where=where(stmt) if where is not None else None,

@@ -134,7 +134,7 @@ class ShopifyClient:
             await self.http.aclose()
 
     # ------------------------------------------------------------------ the one entry point
-    async def execute(
+    async def execute(  # noqa: C901, PLR0912, PLR0915  one request's retries: each answer decided in one place
         self,
         name: str,
         document: str,

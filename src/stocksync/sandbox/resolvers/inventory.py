@@ -254,7 +254,7 @@ def _mismatch() -> dict[str, Any]:
     return _payload([ShopError(MISMATCH_MESSAGE, "IDEMPOTENCY_KEY_PARAMETER_MISMATCH", None)])
 
 
-def _set_quantities(info: Info, input: dict[str, Any]) -> dict[str, Any]:
+def _set_quantities(info: Info, input: dict[str, Any]) -> dict[str, Any]:  # noqa: C901, PLR0912  Shopify's documented checks, in order
     shop = ctx(info).shop
     additions = ctx(info).additions
     name, reason = input["name"], input["reason"]

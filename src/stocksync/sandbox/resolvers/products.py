@@ -463,7 +463,7 @@ def variants_bulk_delete(_: Any, info: Info, variantsIds: list[str], productId: 
 
 
 @field_resolver("Mutation", "productSet")
-def product_set(_: Any, info: Info, input: dict[str, Any], synchronous: bool = True) -> Any:
+def product_set(_: Any, info: Info, input: dict[str, Any], synchronous: bool = True) -> Any:  # noqa: C901, PLR0912  Shopify's documented checks, in order
     shop = ctx(info).shop
     try:
         existing = _lookup_product(info, input["id"], ["input", "id"]) if input.get("id") else None
