@@ -33,9 +33,11 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
-def load_settings() -> Settings:
+def load_settings(*, command_logs: bool = True) -> Settings:
+    """The settings, or one plain line and exit 2. ``command_logs``: set up the logs of a
+    one-shot command (see ``start_logs``); ``serve``, ``worker`` and ``demo`` do it later."""
     try:
-        return Settings()
+        settings = Settings()
     except ValidationError as exc:
         problems = []
         for problem in exc.errors():
@@ -45,6 +47,23 @@ def load_settings() -> Settings:
                 message = f"{name}: {message}"
             problems.append(message)
         fail("; ".join(problems) + " (environment variables STOCKSYNC_*)", 2)
+    if command_logs:
+        start_logs(settings, service=False)
+    return settings
+
+
+def start_logs(settings: Settings, *, service: bool) -> None:
+    """Structured logs on stderr for this process (stocksync.logs), set up once.
+
+    A service (``serve``, ``worker``) logs at INFO: each job run, platform call and webhook.
+    A one-shot command reports what it did itself and logs errors only, unless
+    STOCKSYNC_LOG_LEVEL or STOCKSYNC_LOG_FORMAT asks for more."""
+    from stocksync import logs
+
+    level = settings.log_level
+    if level is None:
+        level = "INFO" if service or settings.log_format else "ERROR"
+    logs.configure(settings.log_format, level)
 
 
 def check_startup(settings: Settings, **options: Any) -> None:
@@ -156,12 +175,14 @@ def serve(
     `stocksync migrate` must have run."""
     from stocksync.startup import StartupError, listening_socket
 
-    settings = load_settings()
+    settings = load_settings(command_logs=False)
     try:
         sock = listening_socket(host, port)
     except StartupError as exc:
         fail(str(exc), exc.code)
     check_startup(settings)
+    # Logs start once the checks have passed: a refusal stays one plain line.
+    start_logs(settings, service=True)
     # Imported once the checks have passed: a refusal stays quick.
     import uvicorn
 
@@ -173,7 +194,11 @@ def serve(
     shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
     # Said once the port is ours (with --port 0, the one the system chose).
     print(f"stocksync serving on http://{shown}:{bound[1]}", flush=True)
-    config = uvicorn.Config(web, host=host, port=bound[1], log_level="warning")
+    # uvicorn's records go through our handler (log_config None), at our level; no access
+    # log: each webhook has its own line.
+    config = uvicorn.Config(
+        web, host=host, port=bound[1], log_config=None, log_level=None, access_log=False
+    )
     uvicorn.Server(config).run(sockets=[sock])
 
 
@@ -191,7 +216,7 @@ def worker(
     `stocksync migrate` must have run."""
     from stocksync.startup import StartupError, prepare
 
-    settings = load_settings()
+    settings = load_settings(command_logs=False)
     # The database is checked (and a SQLite one migrated) before the heavier imports, and
     # inside the loop that handles SIGINT and SIGTERM, so a stop during the check is clean.
     check_startup(settings, database=False)
@@ -203,6 +228,7 @@ def worker(
             await prepare(settings)
         except StartupError as exc:
             fail(str(exc), exc.code)
+        start_logs(settings, service=True)
         built = build_app(settings)
         try:
             await built.start_periodic()
@@ -230,7 +256,13 @@ def demo(
         ),
     ] = "shopify",
 ) -> None:
-    """Show stores staying in sync through a simulated day of merchant activity."""
+    """Show stores staying in sync through a simulated day of merchant activity.
+
+    Its logs go to a file in the demo's directory, unless STOCKSYNC_LOG_FORMAT or
+    STOCKSYNC_LOG_LEVEL asks for them on stderr."""
+    settings = load_settings(command_logs=False)
+    if settings.log_format or settings.log_level:
+        start_logs(settings, service=True)
     if platform == "memory":
         from stocksync.demo import run_demo
     elif platform == "shopify":

@@ -71,6 +71,7 @@ from stocksync.jobs.queue import (
     worker_name,
 )
 from stocksync.jobs.retry import ExponentialBackoff, describe_error, is_final, record_dead_letter
+from stocksync.jobs.runs import run_logged
 
 logger = logging.getLogger(__name__)
 
@@ -368,7 +369,7 @@ class ProcrastinateJobQueue:
                 job_id=job.id, task=name, attempt=attempt, max_attempts=self.max_attempts
             )
             try:
-                await handler(job_context, kwargs)
+                await run_logged(handler, job_context, kwargs)
             except Exception as exc:
                 if is_final(exc, attempt, self.max_attempts):
                     await self._dead_letter(job.id, name, kwargs, describe_error(exc), attempt)
