@@ -43,18 +43,26 @@ REDACTED = "[redacted]"
 # ``api_key``, ``secret_key``, ``apiKey``), not inside ``keys`` or ``monkey``.
 _SECRET_NAME = re.compile(
     r"token|secret|passw|authori[sz]ation|cookie|credential|signature|hmac"
-    r"|(?:^|[_\-.])key$|[a-z]Key$|apikey",
+    r"|(?:^|[_\-.])key$|(?-i:[a-z]Key$)|apikey",
     re.IGNORECASE,
 )
 # Shopify's access tokens, app secrets and session tokens: shpat_, shpca_, shppa_, shpss_, shpua_.
 _SHOPIFY_TOKEN = re.compile(r"shp(?:at|ca|pa|ss|ua)_[0-9A-Za-z]{8,}")
+# Secrets carried in a URL's query (an OAuth callback's code and signature, say).
+_SECRET_PARAM = re.compile(
+    r"([?&](?:code|state|hmac|signature|token|access_token|secret|client_secret|key)=)[^&\s\"'#]+",
+    re.IGNORECASE,
+)
 # Fields that the formatter and the renderers use: never secret, never rewritten.
 _META = frozenset({"event", "level", "logger", "timestamp", "exception", "_record"})
 # Attributes that uvicorn and others add to their records for their own formatters.
 _DROPPED_EXTRAS = ("color_message",)
 # Libraries whose INFO records repeat ours (one line per HTTP request, per job): shown only
 # when DEBUG is asked for.
-_CHATTY = ("httpx", "httpcore", "procrastinate", "uvicorn.access")
+_CHATTY = ("httpx", "procrastinate", "uvicorn.access")
+# Libraries whose DEBUG records carry SQL parameters (a webhook's body among them) or HTTP
+# headers (cookies): never below WARNING.
+_QUIET = ("aiosqlite", "sqlalchemy.engine", "httpcore")
 
 _HANDLER_MARK = "_stocksync_handler"
 
@@ -65,7 +73,11 @@ def _is_secret_name(name: str) -> bool:
 
 def _clean(value: Any, depth: int = 0) -> Any:
     if isinstance(value, str):
-        return _SHOPIFY_TOKEN.sub(REDACTED, value) if "shp" in value else value
+        if "shp" in value:
+            value = _SHOPIFY_TOKEN.sub(REDACTED, value)
+        if "=" in value:
+            value = _SECRET_PARAM.sub(r"\1" + REDACTED, value)
+        return value
     if depth > 4:
         return value
     if isinstance(value, Mapping):
@@ -216,6 +228,8 @@ def configure(
         logging.getLogger(name).setLevel(
             logging.NOTSET if number <= logging.DEBUG else logging.WARNING
         )
+    for name in _QUIET:
+        logging.getLogger(name).setLevel(max(number, logging.WARNING))
     # Code using structlog's own ``get_logger`` meets the same handler.
     structlog.configure(
         processors=_EMIT,
@@ -240,23 +254,35 @@ def is_configured() -> bool:
 
 
 @contextlib.contextmanager
+def temporarily(
+    fmt: str | None, level: str | int | None, stream: IO[str]
+) -> Iterator[logging.Handler]:
+    """``configure`` for the length of a block, then the logging set-up found before it."""
+    root = logging.getLogger()
+    before = [h for h in root.handlers if getattr(h, _HANDLER_MARK, False)]
+    levels = {name: logging.getLogger(name).level for name in ("", *_CHATTY, *_QUIET)}
+    for handler in before:
+        root.removeHandler(handler)
+    handler = configure(fmt, level, stream=stream)
+    try:
+        yield handler
+    finally:
+        reset(root)
+        for name, number in levels.items():
+            logging.getLogger(name).setLevel(number)
+        for handler in before:
+            root.addHandler(handler)
+
+
+@contextlib.contextmanager
 def into_file(path: Path, level: str | int | None = None) -> Iterator[None]:
     """JSON lines into ``path`` while the block runs, unless this process's logs are set up
     already (the demo's way of keeping its terminal for its own display)."""
     if is_configured():
         yield
         return
-    root = logging.getLogger()
-    before = root.level, {name: logging.getLogger(name).level for name in _CHATTY}
-    with path.open("a", encoding="utf-8") as stream:
-        configure("json", level, stream=stream)
-        try:
-            yield
-        finally:
-            reset(root)
-            root.setLevel(before[0])
-            for name, number in before[1].items():
-                logging.getLogger(name).setLevel(number)
+    with path.open("a", encoding="utf-8") as stream, temporarily("json", level, stream):
+        yield
 
 
 def elapsed_ms(start: float, end: float) -> float:
