@@ -229,11 +229,20 @@ def worker(
         except StartupError as exc:
             fail(str(exc), exc.code)
         start_logs(settings, service=True)
+        from stocksync.logs import get_logger
+
         built = build_app(settings)
+        named = name or worker_name()
+        get_logger("stocksync.worker").info(
+            "worker_started",
+            worker=named,
+            concurrency=concurrency,
+            database="postgresql" if settings.is_postgres else "sqlite",
+        )
         try:
             await built.start_periodic()
             await built.runtime.queue.run_worker(
-                built.registry(), concurrency=concurrency, name=name or worker_name()
+                built.registry(), concurrency=concurrency, name=named
             )
         finally:
             await built.close()

@@ -58,6 +58,10 @@ def _answer(status: int, message: str) -> Response:
 _RESULTS = {"recorded": "stored"}
 
 
+def _present(fields: dict[str, Any]) -> dict[str, Any]:
+    return {name: value for name, value in fields.items() if value is not None}
+
+
 class _Delivery:
     """The log line of one delivery: its headers' ids, never its body."""
 
@@ -80,7 +84,7 @@ class _Delivery:
             status=200,
             duration_ms=elapsed_ms(self.start, time.perf_counter()),
             **self.fields,
-            **fields,
+            **_present(fields),
         )
         return _answer(200, message)
 
@@ -92,7 +96,7 @@ class _Delivery:
             reason=reason,
             duration_ms=elapsed_ms(self.start, time.perf_counter()),
             **self.fields,
-            **fields,
+            **_present(fields),
         )
         return _answer(status, reason)
 
