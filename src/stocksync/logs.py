@@ -23,6 +23,7 @@ This module imports nothing of stocksync: any layer may log through it.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import re
 import sys
@@ -67,6 +68,7 @@ _QUIET = ("aiosqlite", "sqlalchemy.engine", "httpcore")
 _HANDLER_MARK = "_stocksync_handler"
 
 
+@functools.lru_cache(maxsize=1024)
 def _is_secret_name(name: str) -> bool:
     return bool(_SECRET_NAME.search(name))
 
@@ -110,17 +112,36 @@ def _drop_extras(_logger: WrappedLogger, _method: str, event_dict: EventDict) ->
     return event_dict
 
 
-# What every emitting logger does before handing the event to ``logging``: drop it at once if
-# its level is off; otherwise let the handler's formatter render it.
-_EMIT: list[Processor] = [
-    structlog.stdlib.filter_by_level,
-    structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
-]
+# What every emitting logger does with an event whose level is on: let the handler's formatter
+# render it.
+_EMIT: list[Processor] = [structlog.stdlib.ProcessorFormatter.wrap_for_formatter]
+_METHOD_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "warn": logging.WARNING,
+    "error": logging.ERROR,
+    "exception": logging.ERROR,
+    "critical": logging.CRITICAL,
+    "fatal": logging.CRITICAL,
+}
 
 
-def get_logger(name: str) -> structlog.stdlib.BoundLogger:
+class Logger(structlog.stdlib.BoundLogger):
+    """structlog's logger over ``logging``, asking ``logging`` (which caches the answer) whether
+    the level is on before anything is built: an event below the level costs one call."""
+
+    def _proxy_to_logger(
+        self, method_name: str, event: str | None = None, *event_args: str, **event_kw: Any
+    ) -> Any:
+        if not self._logger.isEnabledFor(_METHOD_LEVELS.get(method_name, logging.NOTSET)):
+            return None
+        return super()._proxy_to_logger(method_name, event, *event_args, **event_kw)
+
+
+def get_logger(name: str) -> Logger:
     """A structured logger writing through ``logging.getLogger(name)``, configured or not."""
-    return structlog.stdlib.BoundLogger(logging.getLogger(name), processors=_EMIT, context={})
+    return Logger(logging.getLogger(name), processors=_EMIT, context={})
 
 
 _FIRST = ("timestamp", "level", "event", "logger")
@@ -232,7 +253,7 @@ def configure(
         logging.getLogger(name).setLevel(max(number, logging.WARNING))
     # Code using structlog's own ``get_logger`` meets the same handler.
     structlog.configure(
-        processors=_EMIT,
+        processors=[structlog.stdlib.filter_by_level, *_EMIT],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
