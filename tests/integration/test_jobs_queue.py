@@ -894,6 +894,7 @@ async def test_each_run_logs_its_outcome_and_duration_the_same_on_every_backend(
     for line in lines:
         assert isinstance(line["job_id"], int)
         assert isinstance(line["duration_ms"], float)
+        assert isinstance(line["worker"], str)
     assert by_kind["record", "ok"]["store_id"] == 7
     assert by_kind["record", "ok"]["duration_ms"] >= 10.0
     assert "key" not in by_kind["record", "ok"]  # ids only, not the arguments

@@ -435,7 +435,7 @@ class EmbeddedJobQueue:
             job_id=job.id, task=job.task, attempt=job.attempts, max_attempts=job.max_attempts
         )
         try:
-            await run_logged(handler, context, dict(job.args))
+            await run_logged(handler, context, dict(job.args), worker=worker)
         except Exception as exc:
             outcome = asyncio.create_task(self._record_failure(job, worker, exc))
         else:

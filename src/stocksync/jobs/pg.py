@@ -369,7 +369,7 @@ class ProcrastinateJobQueue:
                 job_id=job.id, task=name, attempt=attempt, max_attempts=self.max_attempts
             )
             try:
-                await run_logged(handler, job_context, kwargs)
+                await run_logged(handler, job_context, kwargs, worker=context.worker_name)
             except Exception as exc:
                 if is_final(exc, attempt, self.max_attempts):
                     await self._dead_letter(job.id, name, kwargs, describe_error(exc), attempt)
