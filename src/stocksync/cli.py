@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 
 from stocksync import cli_stores
-from stocksync.cli_common import check_startup, fail, load_settings
+from stocksync.cli_common import check_startup, fail, load_settings, start_logs
 
 _T = TypeVar("_T")
 
@@ -123,12 +123,14 @@ def serve(
     `stocksync migrate` must have run."""
     from stocksync.startup import StartupError, listening_socket
 
-    settings = load_settings()
+    settings = load_settings(command_logs=False)
     try:
         sock = listening_socket(host, port)
     except StartupError as exc:
         fail(str(exc), exc.code)
     check_startup(settings)
+    # Logs start once the checks have passed: a refusal stays one plain line.
+    start_logs(settings, service=True)
     # Imported once the checks have passed: a refusal stays quick.
     import uvicorn
 
@@ -140,7 +142,11 @@ def serve(
     shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
     # Said once the port is ours (with --port 0, the one the system chose).
     print(f"stocksync serving on http://{shown}:{bound[1]}", flush=True)
-    config = uvicorn.Config(web, host=host, port=bound[1], log_level="warning")
+    # uvicorn's records go through our handler (log_config None), at our level; no access
+    # log: each webhook has its own line.
+    config = uvicorn.Config(
+        web, host=host, port=bound[1], log_config=None, log_level=None, access_log=False
+    )
     uvicorn.Server(config).run(sockets=[sock])
 
 
@@ -158,7 +164,7 @@ def worker(
     `stocksync migrate` must have run."""
     from stocksync.startup import StartupError, prepare
 
-    settings = load_settings()
+    settings = load_settings(command_logs=False)
     # The database is checked (and a SQLite one migrated) before the heavier imports, and
     # inside the loop that handles SIGINT and SIGTERM, so a stop during the check is clean.
     check_startup(settings, database=False)
@@ -170,11 +176,21 @@ def worker(
             await prepare(settings)
         except StartupError as exc:
             fail(str(exc), exc.code)
+        start_logs(settings, service=True)
+        from stocksync.logs import get_logger
+
         built = build_app(settings)
+        named = name or worker_name()
+        get_logger("stocksync.worker").info(
+            "worker_started",
+            worker=named,
+            concurrency=concurrency,
+            database="postgresql" if settings.is_postgres else "sqlite",
+        )
         try:
             await built.start_periodic()
             await built.runtime.queue.run_worker(
-                built.registry(), concurrency=concurrency, name=name or worker_name()
+                built.registry(), concurrency=concurrency, name=named
             )
         finally:
             await built.close()
@@ -197,7 +213,13 @@ def demo(
         ),
     ] = "shopify",
 ) -> None:
-    """Show stores staying in sync through a simulated day of merchant activity."""
+    """Show stores staying in sync through a simulated day of merchant activity.
+
+    Its logs go to a file in the demo's directory, unless STOCKSYNC_LOG_FORMAT or
+    STOCKSYNC_LOG_LEVEL asks for them on stderr."""
+    settings = load_settings(command_logs=False)
+    if settings.log_format or settings.log_level:
+        start_logs(settings, service=True)
     if platform == "memory":
         from stocksync.demo import run_demo
     elif platform == "shopify":

@@ -20,9 +20,11 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
-def load_settings() -> Settings:
+def load_settings(*, command_logs: bool = True) -> Settings:
+    """The settings, or one plain line and exit 2. ``command_logs``: set up the logs of a
+    one-shot command (see ``start_logs``); ``serve``, ``worker`` and ``demo`` do it later."""
     try:
-        return Settings()
+        settings = Settings()
     except ValidationError as exc:
         problems = []
         for problem in exc.errors():
@@ -32,6 +34,23 @@ def load_settings() -> Settings:
                 message = f"{name}: {message}"
             problems.append(message)
         fail("; ".join(problems) + " (environment variables STOCKSYNC_*)", 2)
+    if command_logs:
+        start_logs(settings, service=False)
+    return settings
+
+
+def start_logs(settings: Settings, *, service: bool) -> None:
+    """Structured logs on stderr for this process (stocksync.logs), set up once.
+
+    A service (``serve``, ``worker``) logs at INFO: each job run, platform call and webhook.
+    A one-shot command reports what it did itself and logs errors only, unless
+    STOCKSYNC_LOG_LEVEL or STOCKSYNC_LOG_FORMAT asks for more."""
+    from stocksync import logs
+
+    level = settings.log_level
+    if level is None:
+        level = "INFO" if service or settings.log_format else "ERROR"
+    logs.configure(settings.log_format, level)
 
 
 def check_startup(settings: Settings, **options: Any) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -78,6 +79,23 @@ class Settings(BaseSettings):
     # B1 (beyond): a store may be source and destination at once only when this is on.
     hubs_enabled: bool = False
     webhook_max_bytes: int = Field(default=2_000_000, ge=1_000, le=50_000_000)
+    # Logs (stocksync.logs): JSON lines on stderr, or a readable rendering when stderr is a
+    # terminal; these choose. The level is INFO for serve and worker, WARNING for the one-shot
+    # commands, unless set.
+    log_format: Literal["json", "console"] | None = None
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] | None = None
+
+    @field_validator("log_format", "log_level", mode="before")
+    @classmethod
+    def _any_case(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.strip()
+            return (
+                value.upper()
+                if value.lower() in ("debug", "info", "warning", "error")
+                else (value.lower() or None)
+            )
+        return value
 
     def shopify_secrets(self, now: datetime) -> list[str]:
         """The secrets a webhook may be signed with at ``now`` (current first)."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import random
 import tempfile
 import time
@@ -22,6 +21,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from stocksync import logs
 from stocksync.domain.connection import ConnectionSettings
 from stocksync.engine.catalog import import_products
 from stocksync.engine.failures import store_of_dead_letter
@@ -78,17 +78,19 @@ def _differences(world: MemoryWorld, skus: list[str]) -> list[str]:
     return out
 
 
-async def run_demo(console: Console, *, once: bool, seed: int) -> int:  # noqa: C901, PLR0912, PLR0915  the demo's day, told in order
+async def run_demo(console: Console, *, once: bool, seed: int) -> int:
     console.print(
         "[bold]stocksync demo[/bold] - the sync engine on SQLite with the [italic]in-memory "
         "platform[/italic] (the Shopify sandbox demo replaces it when available)."
     )
-    rng = random.Random(seed)  # noqa: S311 (a reproducible simulated day, not a secret)
     data_dir = Path(tempfile.mkdtemp(prefix="stocksync-demo-"))
-    # Retries of injected faults are expected here: keep them in a file, not on the screen.
-    handler = logging.FileHandler(data_dir / "stocksync.log")
-    logging.getLogger("stocksync").addHandler(handler)
-    logging.getLogger("stocksync").propagate = False
+    # Retries of injected faults are expected here: the logs go to a file, not the screen.
+    with logs.into_file(data_dir / "stocksync.log"):
+        return await _play(console, data_dir, once=once, seed=seed)
+
+
+async def _play(console: Console, data_dir: Path, *, once: bool, seed: int) -> int:  # noqa: C901, PLR0912, PLR0915  the demo's day, told in order
+    rng = random.Random(seed)  # noqa: S311 (a reproducible simulated day, not a secret)
     db = create_engine(f"sqlite:///{data_dir / 'demo.db'}")
     await create_all(db)
     world = MemoryWorld()

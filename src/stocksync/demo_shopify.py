@@ -36,6 +36,7 @@ from rich.table import Table
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
+from stocksync import logs
 from stocksync.bootstrap import App, build_app
 from stocksync.config import Settings
 from stocksync.domain.connection import ConnectionSettings
@@ -655,7 +656,10 @@ async def run_demo(console: Console, *, once: bool, seed: int) -> int:
     data_dir = Path(tempfile.mkdtemp(prefix="stocksync-demo-"))
     procs = Processes(data_dir)
     try:
-        return await _run(console, data_dir, procs, once=once, seed=seed)
+        # This process's own logs (the installs, the catalog import) go to a file as the
+        # children's do, not to the screen.
+        with logs.into_file(data_dir / "demo.log"):
+            return await _run(console, data_dir, procs, once=once, seed=seed)
     except DemoError as exc:
         console.print(f"[red]demo failed:[/red] {exc}")
         console.print(f"logs in {data_dir}")

@@ -32,6 +32,7 @@ from stocksync.jobs.retry import ExponentialBackoff
 from stocksync.storage.db import create_engine
 from stocksync.storage.tables import activity_log, inbox, jobs, stores
 from tests.integration.jobs_worker_proc import BACKENDS, Queue, make_queue, prepare_database
+from tests.log_capture import capture_logs
 
 
 @dataclass
@@ -858,3 +859,51 @@ async def test_procrastinate_schema_is_created_once(pg_url: str) -> None:
         assert "CREATE TABLE procrastinate_jobs" in procrastinate_schema_sql()
     finally:
         await engine.dispose()
+
+
+async def test_each_run_logs_its_outcome_and_duration_the_same_on_every_backend(db: Db) -> None:
+    queue = db.queue(max_attempts=2)
+    runs: list[str] = []
+
+    async def flaky(context: JobContext, args: dict[str, Any]) -> None:
+        runs.append(f"flaky {context.attempt}")
+        if context.attempt == 1:
+            raise ValueError("platform answered 502")
+
+    async def hopeless(context: JobContext, args: dict[str, Any]) -> None:
+        runs.append("hopeless")
+        raise PermanentJobError("variant 42 no longer exists")
+
+    recorder = Recorder()
+    registry = recorder.registry(flaky=flaky, hopeless=hopeless)
+    async with db.engine.begin() as conn:
+        await queue.enqueue(conn, "record", {"key": "a", "store_id": 7, "work": 0.01})
+        await queue.enqueue(conn, "flaky", {"connection_id": 3}, lock="l")
+        await queue.enqueue(conn, "hopeless", {"inbox_id": 11, "order_id": "9001"}, lock="l")
+    with capture_logs("INFO") as captured:
+        await queue.drain(registry, 20)
+    assert sorted(runs) == ["flaky 1", "flaky 2", "hopeless"]
+
+    lines = captured.events("job_run")
+    outcomes = sorted((line["kind"], line["attempt"], line["outcome"]) for line in lines)
+    assert outcomes == [
+        ("flaky", 1, "retry"),
+        ("flaky", 2, "ok"),
+        ("hopeless", 1, "failed"),
+        ("record", 1, "ok"),
+    ]
+    by_kind = {(line["kind"], line["outcome"]): line for line in lines}
+    for line in lines:
+        assert isinstance(line["job_id"], int)
+        assert isinstance(line["duration_ms"], float)
+        assert isinstance(line["worker"], str)
+    assert by_kind["record", "ok"]["store_id"] == 7
+    assert by_kind["record", "ok"]["duration_ms"] >= 10.0
+    assert "key" not in by_kind["record", "ok"]  # ids only, not the arguments
+    retry = by_kind["flaky", "retry"]
+    assert (retry["level"], retry["connection_id"]) == ("warning", 3)
+    assert (retry["error"], retry["reason"]) == ("ValueError", "ValueError: platform answered 502")
+    failed = by_kind["hopeless", "failed"]
+    assert (failed["level"], failed["inbox_id"], failed["order_id"]) == ("error", 11, "9001")
+    assert failed["reason"] == "PermanentJobError: variant 42 no longer exists"
+    assert "variant 42 no longer exists" in failed["exception"]

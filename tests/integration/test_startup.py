@@ -137,6 +137,7 @@ def refused_port() -> Iterator[int]:
         ("serve", "database down", ("cannot use the database", "STOCKSYNC_DATABASE_URL")),
         ("worker", "unwritable data directory", ("STOCKSYNC_DATA_DIR", "cannot write")),
         ("serve", "invalid setting", ("STOCKSYNC_JOB_HEARTBEAT_SECONDS",)),
+        ("worker", "unknown log format", ("STOCKSYNC_LOG_FORMAT", "'json' or 'console'")),
     ],
 )
 def test_an_expected_startup_failure_is_one_plain_line(
@@ -153,6 +154,7 @@ def test_an_expected_startup_failure_is_one_plain_line(
         # to any directory whatever its mode).
         "unwritable data directory": {"STOCKSYNC_DATA_DIR": str(tmp_path / "a-file" / "data")},
         "invalid setting": {"STOCKSYNC_JOB_HEARTBEAT_SECONDS": "90"},
+        "unknown log format": {"STOCKSYNC_LOG_FORMAT": "xml"},
     }[case]
     line = _assert_refused(_stocksync([command], tmp_path, extra))
     for word in named:

@@ -19,6 +19,7 @@ from stocksync.domain.ports import (
 from stocksync.platforms.shopify import ShopifyPlatform
 from stocksync.platforms.shopify.client import RetryPolicy, ShopifyClient
 from stocksync.platforms.shopify.throttle import CostBucket
+from tests.log_capture import capture_logs
 from tests.shopify.conftest import Env, VirtualTime, make_platform
 from tests.shopify.helpers import product
 
@@ -226,3 +227,43 @@ def test_bucket_waits_for_the_points_it_needs(env: Env) -> None:
     assert bucket.delay_for(5000) == pytest.approx((1000 - 300) / 50)  # capped at a full bucket
     bucket.update({"maximumAvailable": "x"})  # malformed: ignored
     assert bucket.maximum == 1000.0
+
+
+async def test_each_call_logs_its_operation_duration_and_cost(env: Env) -> None:
+    platform = env.platform()
+    env.sandbox.set_faults("north", throttle={"next": 1})
+    with capture_logs("INFO") as captured:
+        await platform.list_locations()
+    [line] = captured.events("platform_call")
+    assert (line["level"], line["platform"], line["shop"]) == ("info", "shopify", env.shop.domain)
+    assert (line["operation"], line["outcome"]) == ("locations", "ok")
+    # One throttled answer, waited out, then the answer: two requests in one call.
+    assert (line["requests"], line["throttled"]) == (2, 1)
+    assert isinstance(line["duration_ms"], float)
+    answer = env.recorded[-1].body["extensions"]["cost"]
+    assert line["cost_requested"] == answer["requestedQueryCost"]
+    assert line["cost_actual"] == answer["actualQueryCost"]
+    status = answer["throttleStatus"]
+    assert line["cost_available"] == status["currentlyAvailable"]
+    assert line["cost_maximum"] == status["maximumAvailable"]
+    assert line["cost_restore_rate"] == status["restoreRate"]
+    assert line["cost_actual"] > 0
+    assert env.shop.access_token not in captured.text
+
+
+async def test_a_failed_call_logs_its_error_class_and_no_token(env: Env) -> None:
+    token = "shpat_0123456789abcdef0123456789abcdef"
+    platform = ShopifyPlatform(
+        env.shop.domain,
+        token,
+        base_url=env.sandbox.shop_base_url(env.shop),
+        http_client=env.http,
+        sleep=env.time.sleep,
+    )
+    with capture_logs("DEBUG") as captured, pytest.raises(AuthError):
+        await platform.list_locations()
+    [line] = captured.events("platform_call")
+    assert (line["level"], line["outcome"], line["error"]) == ("warning", "error", "AuthError")
+    assert (line["operation"], line["requests"]) == ("locations", 1)
+    assert "access refused (HTTP 401)" in line["reason"]
+    assert token not in captured.text

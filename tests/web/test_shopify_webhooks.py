@@ -19,6 +19,7 @@ from stocksync.platforms.shopify.webhooks import sign
 from stocksync.storage.schema import create_all
 from stocksync.storage.tables import activity_log, inbox, jobs, source_dirty
 from stocksync.web.app import create_web_app
+from tests.log_capture import capture_logs
 
 SECRET = "current-secret"
 PREVIOUS = "previous-secret"
@@ -217,3 +218,41 @@ async def test_topics_not_followed_are_answered_and_not_stored(app: App, client:
     )
     assert await _inbox_rows(app) == 0
     assert await _activity(app, "event_unreadable") == []
+
+
+async def test_each_delivery_logs_one_line_with_its_ids_and_result(
+    app: App, client: Client
+) -> None:
+    body = _level_body(5)
+    with capture_logs("INFO") as captured:
+        stored = await client.post(b"{}", topic="customers/redact", event_id="e1")
+        duplicate = await client.post(b"{}", topic="customers/redact", event_id="e1")
+        stranger = await client.post(body, shop="stranger.myshopify.com", event_id="e2")
+        forged = await client.post(body, event_id="e3", secret="forged-secret")
+        unreadable = await client.post(b"{not json", event_id="e4")
+    statuses = [r.status_code for r in (stored, duplicate, stranger, forged, unreadable)]
+    assert statuses == [200, 200, 200, 401, 400]
+
+    lines = captured.events("webhook")
+    assert [(line["event_id"], line["result"], line["status"]) for line in lines] == [
+        ("e1", "stored", 200),
+        ("e1", "duplicate", 200),
+        ("e2", "unknown_store", 200),
+        ("e3", "refused", 401),
+        ("e4", "refused", 400),
+    ]
+    for line in lines:
+        assert line["platform"] == "shopify"
+        assert line["webhook_id"] == f"wh-{line['event_id']}"
+        assert isinstance(line["duration_ms"], float)
+        assert line["level"] == ("warning" if line["result"] == "refused" else "info")
+    assert [line["shop"] for line in lines] == [SHOP, SHOP, "stranger.myshopify.com", SHOP, SHOP]
+    assert lines[0]["topic"] == "customers/redact"
+    assert lines[3]["topic"] == "inventory_levels/update"
+    assert isinstance(lines[0]["inbox_id"], int)
+    assert isinstance(lines[4]["inbox_id"], int)
+    assert lines[3]["reason"] == "invalid webhook signature"
+    assert lines[4]["reason"] == "the webhook body could not be read"
+    # Ids and topics only: no secret, no signature, no body.
+    for secret in (SECRET, "forged-secret", sign(SECRET, body), str(ITEM_ID)):
+        assert secret not in captured.text

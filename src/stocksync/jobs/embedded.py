@@ -62,6 +62,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from stocksync.jobs.queue import (
     JOB_STATUSES,
+    Handler,
     JobContext,
     JsonArgs,
     PermanentJobError,
@@ -75,6 +76,7 @@ from stocksync.jobs.retry import (
     is_final,
     record_dead_letter,
 )
+from stocksync.jobs.runs import run_logged
 from stocksync.storage.db import is_sqlite, reading
 from stocksync.storage.tables import jobs
 
@@ -95,6 +97,15 @@ _SOONEST_WAKE_SECONDS = 0.005
 # How often a worker on a SQLite file looks whether another process committed (see
 # ``_watch_commits``): a stat of the WAL file, no query unless it changed.
 _COMMIT_WATCH_SECONDS = 0.01
+
+
+def _unknown_task(error: LookupError) -> Handler:
+    async def refuse(_context: JobContext, _args: dict[str, Any]) -> None:
+        # As procrastinate does for an unknown task: no retry. The activity log entry keeps
+        # what is needed to run it again once a worker knows the task.
+        raise PermanentJobError(str(error)) from error
+
+    return refuse
 
 
 def utcnow() -> datetime:
@@ -375,18 +386,7 @@ class EmbeddedJobQueue:
                         last_error=error,
                     )
                 )
-        logger.log(
-            logging.ERROR if final else logging.WARNING,
-            "job %s %s failed (attempt %s/%s)%s: %s",
-            job.task,
-            job.id,
-            job.attempts,
-            job.max_attempts,
-            ", given up" if final else ", will retry",
-            error,
-            extra={"job_id": job.id, "task": job.task, "worker": worker},
-            exc_info=exc,
-        )
+        # The failure itself was logged where the job ran (jobs.runs).
         if result.rowcount != 1:
             logger.warning("job %s failed after its lease was lost", job.id)
 
@@ -438,16 +438,14 @@ class EmbeddedJobQueue:
         outcomes: set[asyncio.Task[None]],
     ) -> None:
         try:
-            try:
-                handler = registry.get(job.task)
-            except LookupError as exc:
-                # As procrastinate does for an unknown task: no retry. The activity log
-                # entry keeps what is needed to run it again once a worker knows the task.
-                raise PermanentJobError(str(exc)) from exc
-            context = JobContext(
-                job_id=job.id, task=job.task, attempt=job.attempts, max_attempts=job.max_attempts
-            )
-            await handler(context, dict(job.args))
+            handler = registry.get(job.task)
+        except LookupError as exc:
+            handler = _unknown_task(exc)
+        context = JobContext(
+            job_id=job.id, task=job.task, attempt=job.attempts, max_attempts=job.max_attempts
+        )
+        try:
+            await run_logged(handler, context, dict(job.args), worker=worker)
         except Exception as exc:
             outcome = asyncio.create_task(self._record_failure(job, worker, exc))
         else:

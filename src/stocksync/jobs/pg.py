@@ -77,6 +77,7 @@ from stocksync.jobs.retry import (
     is_final,
     record_dead_letter,
 )
+from stocksync.jobs.runs import run_logged
 
 logger = logging.getLogger(__name__)
 
@@ -376,7 +377,7 @@ class ProcrastinateJobQueue:
                 job_id=job.id, task=name, attempt=attempt, max_attempts=self.max_attempts
             )
             try:
-                await handler(job_context, kwargs)
+                await run_logged(handler, job_context, kwargs, worker=context.worker_name)
             except Exception as exc:
                 if is_final(exc, attempt, self.max_attempts):
                     await self._dead_letter(job.id, name, kwargs, describe_error(exc), attempt)

@@ -5,19 +5,24 @@ well inside Shopify's five seconds because no platform call happens here."""
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime
+from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
 from stocksync.config import Settings
 from stocksync.domain.events import AppUninstalled, InboundEvent, PrivacyRequest
 from stocksync.engine.ingest import Inbound, Ingestor
+from stocksync.logs import elapsed_ms, get_logger
 from stocksync.platforms.shopify.webhooks import (
     WebhookPayloadError,
     followed,
     parse_webhook,
     verify_hmac,
 )
+
+log = get_logger("stocksync.web.webhooks")
 
 PRIVACY_TOPICS = frozenset({"customers/data_request", "customers/redact", "shop/redact"})
 
@@ -49,30 +54,80 @@ def _answer(status: int, message: str) -> Response:
     )
 
 
+# What a delivery became, for the log: the intake's outcome, named for an operator.
+_RESULTS = {"recorded": "stored"}
+
+
+def _present(fields: dict[str, Any]) -> dict[str, Any]:
+    return {name: value for name, value in fields.items() if value is not None}
+
+
+class _Delivery:
+    """The log line of one delivery: its headers' ids, never its body."""
+
+    def __init__(self, request: Request) -> None:
+        self.start = time.perf_counter()
+        headers = request.headers
+        found = {
+            "topic": (headers.get("x-shopify-topic") or "").strip().lower(),
+            "shop": (headers.get("x-shopify-shop-domain") or "").strip().lower(),
+            "webhook_id": headers.get("x-shopify-webhook-id"),
+            "event_id": headers.get("x-shopify-event-id"),
+        }
+        self.fields: dict[str, Any] = {"platform": "shopify"}
+        self.fields.update((name, value) for name, value in found.items() if value)
+
+    def accepted(self, result: str, message: str, **fields: Any) -> Response:
+        log.info(
+            "webhook",
+            result=result,
+            status=200,
+            duration_ms=elapsed_ms(self.start, time.perf_counter()),
+            **self.fields,
+            **_present(fields),
+        )
+        return _answer(200, message)
+
+    def refused(self, status: int, reason: str, **fields: Any) -> Response:
+        log.warning(
+            "webhook",
+            result="refused",
+            status=status,
+            reason=reason,
+            duration_ms=elapsed_ms(self.start, time.perf_counter()),
+            **self.fields,
+            **_present(fields),
+        )
+        return _answer(status, reason)
+
+
 def shopify_router(settings: Settings, ingestor: Ingestor) -> APIRouter:
     router = APIRouter()
 
     @router.post("/webhooks/shopify", include_in_schema=False)
     async def shopify_webhook(request: Request) -> Response:
+        delivery = _Delivery(request)
         try:
             body = await read_limited(request, settings.webhook_max_bytes)
         except BodyTooLargeError:
-            return _answer(413, "the webhook body is larger than this receiver accepts")
+            return delivery.refused(413, "the webhook body is larger than this receiver accepts")
         secrets = settings.shopify_secrets(datetime.now(UTC))
         if not secrets:
-            return _answer(
+            return delivery.refused(
                 503, "no Shopify app secret is configured (STOCKSYNC_SHOPIFY_API_SECRET)"
             )
         if not verify_hmac(secrets, body, request.headers.get("x-shopify-hmac-sha256")):
             # Nothing is stored for a delivery we cannot attribute: it may be forged.
-            return _answer(401, "invalid webhook signature")
+            return delivery.refused(401, "invalid webhook signature")
         topic = (request.headers.get("x-shopify-topic") or "").strip().lower()
         shop = (request.headers.get("x-shopify-shop-domain") or "").strip().lower()
         event_id = request.headers.get("x-shopify-event-id") or request.headers.get(
             "x-shopify-webhook-id"
         )
         if not topic or not shop or not event_id:
-            return _answer(400, "missing X-Shopify-Topic, -Shop-Domain or -Event-Id header")
+            return delivery.refused(
+                400, "missing X-Shopify-Topic, -Shop-Domain or -Event-Id header"
+            )
         event: InboundEvent | None
         unreadable = False
         if topic == "app/uninstalled":
@@ -82,7 +137,7 @@ def shopify_router(settings: Settings, ingestor: Ingestor) -> APIRouter:
         elif not followed(topic):
             # Signed, so it is Shopify's; nothing in it is ours to apply (a bulk operation's
             # completion, say, is also read by polling).
-            return _answer(200, f"not followed: {topic}")
+            return delivery.accepted("not_followed", f"not followed: {topic}")
         else:
             try:
                 event = parse_webhook(topic, body)
@@ -94,7 +149,11 @@ def shopify_router(settings: Settings, ingestor: Ingestor) -> APIRouter:
         if unreadable:
             # Recorded (inbox and activity log) so that it can be inspected, and refused so
             # that the platform's own delivery logs show the failure.
-            return _answer(400, "the webhook body could not be read")
-        return _answer(200, result.outcome)
+            return delivery.refused(
+                400, "the webhook body could not be read", inbox_id=result.inbox_id
+            )
+        return delivery.accepted(
+            _RESULTS.get(result.outcome, result.outcome), result.outcome, inbox_id=result.inbox_id
+        )
 
     return router

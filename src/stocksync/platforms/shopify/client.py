@@ -39,8 +39,11 @@ from stocksync.domain.ports import (
     ThrottledError,
     TransientPlatformError,
 )
+from stocksync.logs import elapsed_ms, get_logger
 from stocksync.platforms.shopify.throttle import Clock, CostBucket, Sleep
 from stocksync.platforms.shopify.versions import DEFAULT_VERSION, version_key
+
+log = get_logger("stocksync.platforms.shopify")
 
 DEFAULT_COST_ESTIMATE = 50.0  # before Shopify told us the cost of a document
 MUTATION_COST_ESTIMATE = 10.0  # Shopify's documented cost of a mutation field
@@ -83,6 +86,15 @@ class RetryPolicy:
 class Answer:
     data: dict[str, Any]
     extensions: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _Call:
+    """What one ``execute`` saw, for its log line."""
+
+    requests: int = 0
+    throttled: int = 0
+    cost: dict[str, Any] | None = None
 
 
 _OPERATION = re.compile(r"^\s*(query|mutation)\b", re.MULTILINE)
@@ -134,7 +146,7 @@ class ShopifyClient:
             await self.http.aclose()
 
     # ------------------------------------------------------------------ the one entry point
-    async def execute(  # noqa: C901, PLR0912, PLR0915  one request's retries: each answer decided in one place
+    async def execute(
         self,
         name: str,
         document: str,
@@ -144,7 +156,54 @@ class ShopifyClient:
     ) -> Answer:
         """Send ``document`` (named ``name``, for cost bookkeeping) and return its data.
 
-        ``retry_safe`` says whether a second delivery of this exact request is harmless."""
+        ``retry_safe`` says whether a second delivery of this exact request is harmless.
+
+        Each call logs one ``platform_call`` line: the operation, the shop, its duration
+        (throttle waits and retries included), the requests sent, Shopify's query cost and
+        throttle status of the last answer, and the error's class when it failed."""
+        call = _Call()
+        start = time.perf_counter()
+        try:
+            answer = await self._execute(name, document, variables, retry_safe, call)
+        except Exception as exc:
+            self._log_call(name, start, call, exc)
+            raise
+        self._log_call(name, start, call, None)
+        return answer
+
+    def _log_call(self, name: str, start: float, call: _Call, error: Exception | None) -> None:
+        fields: dict[str, Any] = {
+            "platform": "shopify",
+            "shop": self.shop_domain,
+            "operation": name,
+            "outcome": "ok" if error is None else "error",
+            "duration_ms": elapsed_ms(start, time.perf_counter()),
+            "requests": call.requests,
+        }
+        if call.throttled:
+            fields["throttled"] = call.throttled
+        cost = call.cost
+        if cost is not None:
+            fields["cost_requested"] = cost.get("requestedQueryCost")
+            fields["cost_actual"] = cost.get("actualQueryCost")
+            status = cost.get("throttleStatus")
+            if isinstance(status, dict):
+                fields["cost_available"] = status.get("currentlyAvailable")
+                fields["cost_maximum"] = status.get("maximumAvailable")
+                fields["cost_restore_rate"] = status.get("restoreRate")
+        if error is None:
+            log.info("platform_call", **fields)
+        else:
+            log.warning("platform_call", error=type(error).__name__, reason=str(error), **fields)
+
+    async def _execute(  # noqa: C901, PLR0912, PLR0915  one request's retries: each answer decided in one place
+        self,
+        name: str,
+        document: str,
+        variables: Mapping[str, Any] | None,
+        retry_safe: bool,
+        call: _Call,
+    ) -> Answer:
         is_mutation = _operation_kind(document) == "mutation"
         default = MUTATION_COST_ESTIMATE if is_mutation else DEFAULT_COST_ESTIMATE
         transient_failures = 0
@@ -152,6 +211,7 @@ class ShopifyClient:
         while True:
             estimate = self._cost_estimates.get(name, default)
             await self.bucket.acquire(estimate)
+            call.requests += 1
             try:
                 response = await self._post(document, variables)
             except httpx.ConnectError as exc:
@@ -177,6 +237,7 @@ class ShopifyClient:
                 raise NotFoundError(f"{self.shop_domain}: {self.endpoint} not found (HTTP 404)")
             if status == 429:
                 throttled += 1
+                call.throttled += 1
                 self.throttled_answers += 1
                 wait = _retry_after(response) or self.bucket.wait_for_throttled(estimate)
                 if throttled > self.retry.throttled_attempts:
@@ -207,6 +268,7 @@ class ShopifyClient:
             extensions = body.get("extensions") or {}
             cost = extensions.get("cost") if isinstance(extensions, dict) else None
             if isinstance(cost, dict):
+                call.cost = cost
                 requested = cost.get("requestedQueryCost")
                 if isinstance(requested, int | float) and not isinstance(requested, bool):
                     self._cost_estimates[name] = float(requested)
@@ -218,6 +280,7 @@ class ShopifyClient:
                 codes = _error_codes(errors)
                 if "THROTTLED" in codes:
                     throttled += 1
+                    call.throttled += 1
                     self.throttled_answers += 1
                     wait = self.bucket.wait_for_throttled(self._cost_estimates.get(name, estimate))
                     if throttled > self.retry.throttled_attempts:
