@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck check install stateful-long bench clean
+.PHONY: demo test test-long lint typecheck check install stateful-long bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,9 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 check: lint typecheck test
+
+# What does not fit `make test`'s 15 minutes (docs/testing.md): the stateful test at length.
+test-long: stateful-long
 
 # The stateful test with far more examples than CI runs, on the in-memory platform and on the
 # Shopify sandbox (see docs/testing.md).

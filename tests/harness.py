@@ -43,7 +43,7 @@ async def make_queue(db: AsyncEngine, url: str, max_attempts: int = 25) -> JobQu
             url,
             max_attempts=max_attempts,
             backoff=quick_backoff(),
-            poll_interval=0.02,
+            poll_interval=0.005,
             heartbeat_interval=0.5,
             stalled_worker_timeout=2.0,
             drain_horizon=0.5,
