@@ -47,6 +47,8 @@ from urllib.parse import quote
 
 import httpx
 
+from stocksync.domain.orders import parse_instant
+from stocksync.domain.orders import version_text as format_version
 from stocksync.domain.ports import (
     IdempotencyConflictError,
     IdempotencyKeySpentError,
@@ -77,10 +79,8 @@ from stocksync.platforms.shopify.ids import InvalidIdError, numeric_id, to_gid
 from stocksync.platforms.shopify.mapping import (
     available,
     epoch_seconds,
-    format_version,
     level_time,
     order_from_node,
-    parse_instant,
     product_from_node,
     product_set_input,
     variant_from_node,

@@ -13,9 +13,11 @@ alike.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
+from stocksync.domain.orders import parse_instant
+from stocksync.domain.orders import version_text as format_version
 from stocksync.domain.ports import (
     OrderLine,
     OrderSnapshot,
@@ -36,18 +38,6 @@ WEIGHT_UNITS = {
     "lbs": "POUNDS",
     "oz": "OUNCES",
 }
-
-
-def format_version(instant: datetime) -> str:
-    """The engine's version text: fixed-width UTC with microseconds, comparable as text."""
-    if instant.tzinfo is None:
-        instant = instant.replace(tzinfo=UTC)
-    return instant.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def parse_instant(text: str) -> datetime:
-    parsed = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
 def normalise_version(text: str) -> str:
