@@ -138,6 +138,8 @@ async def test_uninstall_revokes_tokens_and_notifies(
     assert receiver.items[0].topic == "app/uninstalled"
     assert receiver.items[0].json()["myshopify_domain"] == "acme.myshopify.com"
     assert (await admin.post("{ shop { name } }")).status_code == 401
+    # Shopify deletes the app's webhook subscriptions at its uninstall.
+    assert sandbox.webhooks.of_shop(sandbox.shop("acme")) == []
 
 
 def test_seed_is_deterministic_and_exercises_sku_hygiene() -> None:

@@ -198,3 +198,32 @@ async def test_a_deposit_refunded_in_money_is_partially_refunded_and_never_fully
     }
     nothing = await admin.data(REFUND_MONEY, {"input": {"orderId": order["id"]}})
     assert nothing["refundCreate"]["userErrors"]
+
+
+def test_a_payment_of_part_of_what_is_owed_leaves_the_order_partially_paid() -> None:
+    """A deposit paid further (a capture of part of what is owed): still partially paid and
+    not fully paid, ``orders/updated`` only; paying the rest makes it paid, ``orders/paid``."""
+    from decimal import Decimal
+
+    from stocksync.sandbox import Sandbox
+
+    shop = Sandbox(clock=ManualClock(), seed=1).create_shop("deposits")
+    loc = next(iter(shop.locations))
+    product = shop.create_product(
+        title="Pen", variants=[{"sku": "PEN", "price": "10.00", "quantities": {loc: 5}}]
+    )
+    sent: list[str] = []
+    shop.emit = lambda topic, payload: sent.append(topic)
+    order = shop.create_order(
+        lines=[{"variant_id": product.variant_ids[0], "quantity": 2}],
+        financial_status="PARTIALLY_PAID",
+        received=Decimal("5.00"),
+    )
+    sent.clear()
+    shop.capture_payment(order, Decimal("5.00"))
+    assert (order.financial_status, order.fully_paid) == ("PARTIALLY_PAID", False)
+    assert order.total_outstanding == Decimal("10.00")
+    assert sent == ["orders/updated"]
+    shop.capture_payment(order, Decimal("10.00"))
+    assert (order.financial_status, order.fully_paid) == ("PAID", True)
+    assert sent[1:] == ["orders/paid", "orders/updated"]

@@ -492,6 +492,59 @@ async def test_a_pending_order_is_paid_later(
         store.mark_paid(order.id)
 
 
+async def test_a_deposit_is_paid_in_parts_then_in_full(
+    clock: ManualClock, world: MemoryWorld, store: MemoryStore, tee: Product
+) -> None:
+    order = store.place_order([(tee.variants[0].id, 2)], financial_status="partially_paid")
+    world.take_outbox()
+    clock.advance(1)
+    part = store.record_payment(order.id, in_full=False)
+    assert (part.financial_status, part.paid_in_full) == ("partially_paid", False)
+    # Shopify sends orders/paid only once an order is paid in full.
+    assert taken(world) == [("orders/updated", OrderSeen(part))]
+    clock.advance(1)
+    full = store.record_payment(order.id, in_full=True)
+    assert (full.financial_status, full.paid_in_full) == ("paid", True)
+    assert [topic for topic, _ in taken(world)] == ["orders/paid", "orders/updated"]
+    with pytest.raises(ValueError, match="owes nothing"):
+        store.record_payment(order.id, in_full=False)
+
+
+async def test_a_refund_of_money_alone_returns_no_unit(
+    world: MemoryWorld, store: MemoryStore, tee: Product
+) -> None:
+    warehouse, _ = locs(store)
+    pending = store.place_order([(tee.variants[0].id, 1)], financial_status="pending")
+    with pytest.raises(ValueError, match="no money"):
+        store.refund_money(pending.id)
+    deposit = store.place_order([(tee.variants[0].id, 3)], financial_status="partially_paid")
+    world.take_outbox()
+    refund = store.refund_money(deposit.id)
+    assert refund.lines == ()
+    after = store.order(deposit.id)
+    # Never paid in full: a deposit refunded in part is not paid.
+    assert (after.financial_status, after.paid_in_full) == ("partially_refunded", False)
+    assert store.level(tee.variants[0].item_id, warehouse) == 6
+    assert [topic for topic, _ in taken(world)] == ["refunds/create", "orders/updated"]
+
+
+async def test_an_uninstalled_app_is_refused_and_sent_nothing_until_installed_again(
+    world: MemoryWorld, store: MemoryStore, tee: Product
+) -> None:
+    store.uninstall_app()
+    assert [topic for topic, _ in taken(world)] == ["app/uninstalled"]
+    with pytest.raises(AuthError):
+        await store.list_locations()
+    store.place_order([(tee.variants[0].id, 1)])  # the shop still trades, unheard
+    assert taken(world) == []
+    with pytest.raises(ValueError, match="not installed"):
+        store.uninstall_app()
+    store.reinstall_app()
+    assert await store.list_locations()
+    store.place_order([(tee.variants[0].id, 1)])
+    assert "orders/create" in [topic for topic, _ in taken(world)]
+
+
 async def test_inventory_behaviours(store: MemoryStore, tee: Product) -> None:
     warehouse, _ = locs(store)
     small, medium = items(tee)

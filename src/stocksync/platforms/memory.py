@@ -42,6 +42,8 @@ Decisions worth knowing (each mirrors Shopify unless said otherwise):
   - an order is placed ``pending``, ``authorized``, ``partially_paid`` or ``paid``;
   - ``mark_paid``: pending / authorized / partially_paid -> paid; a partially refunded order
     with a balance owed stays ``partially_refunded``;
+  - ``record_payment`` of a part of what is owed: pending / authorized -> ``partially_paid``
+    (``orders/updated`` only: ``orders/paid`` comes once the order is paid in full);
   - ``paid_in_full`` (Shopify's ``Order.fullyPaid``) is True from payment in full until
     units are added (a balance is owed again); refunds do not change it;
   - an edit adding units to a ``paid`` or ``partially_refunded`` order -> ``partially_paid``
@@ -52,6 +54,11 @@ Decisions worth knowing (each mirrors Shopify unless said otherwise):
   - ``cancel_order``: pending / authorized -> ``voided``; with money refunded, paid /
     partially_paid / partially_refunded -> ``refunded``; without, the status is kept.
 
+* ``refund_money`` is a refund with money and no line (Shopify's refund with transactions
+  and no refund line items): no unit comes back.
+* ``uninstall_app`` delivers ``app/uninstalled``; then the store refuses every call as a
+  revoked token and sends no webhook (Shopify deletes an app's subscriptions at uninstall)
+  until ``reinstall_app``.
 * ``cancel_order`` records a refund of every unit not yet refunded (restocking or not, as the
   merchant chose), so a restocking cancellation is one refund, as on Shopify.
 * Order lines of a variant deleted since show ``variant_id=None``, as Shopify's do.
@@ -69,6 +76,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, TypeVar
 
 from stocksync.domain.events import (
+    AppUninstalled,
     InboundEvent,
     LevelChanged,
     OrderEdited,
@@ -112,6 +120,7 @@ TOPIC_REFUND_CREATE = "refunds/create"
 TOPIC_PRODUCT_CREATE = "products/create"
 TOPIC_PRODUCT_UPDATE = "products/update"
 TOPIC_PRODUCT_DELETE = "products/delete"
+TOPIC_APP_UNINSTALLED = "app/uninstalled"
 
 DEFAULT_MAX_BATCH = 250  # Shopify's limit on input arrays
 MAX_QUANTITY = 1_000_000_000  # Shopify refuses quantities beyond this (INVALID_QUANTITY_TOO_HIGH)
@@ -456,6 +465,9 @@ class MemoryWorld:
 
     def emit(self, store_ref: str, topic: str, event: InboundEvent) -> None:
         with self.lock:
+            store = self.stores.get(store_ref)
+            if store is not None and not store.app_installed:
+                return  # Shopify deletes an app's webhook subscriptions at its uninstall
             instant = self.now()
             if instant != self._stamp[0]:  # a burst shares one instant: format it once
                 self._stamp = (instant, format_version(instant))
@@ -551,6 +563,9 @@ class MemoryStore:
         # such a key IDEMPOTENCY_PREVIOUS_ATTEMPT_FAILED, and applies nothing.
         self._failed_keys: set[str] = set()
         self._last_version = ""
+        # The app's install on this store: uninstalled, its token is refused and its webhook
+        # subscriptions are gone (nothing is delivered) until it is installed again.
+        self.app_installed = True
 
     def __repr__(self) -> str:
         return f"MemoryStore({self.ref!r})"
@@ -887,6 +902,28 @@ class MemoryStore:
                     self._claim(line, location, line.quantity)
             return snapshot
 
+    def record_payment(self, order_id: str, *, in_full: bool) -> OrderSnapshot:
+        """A payment captured on an order that owes money. In full, it is :meth:`mark_paid`.
+        Otherwise a part of what is owed (a deposit paid further): pending, authorized or
+        partially paid -> partially paid, still owing; a partially refunded deposit stays
+        partially refunded. Shopify sends ``orders/paid`` only once an order is paid in full:
+        a part payment is an ``orders/updated``."""
+        if in_full:
+            return self.mark_paid(order_id)
+        with self.world.lock:
+            order = self._open_order(order_id)
+            owing = order.financial_status in _UNPAID or (
+                order.financial_status == "partially_refunded" and not order.fully_paid
+            )
+            if not owing:
+                raise ValueError(f"an order {order.financial_status} owes nothing")
+            if order.financial_status in _UNPAID:
+                order.financial_status = "partially_paid"
+            order.fully_paid = False
+            snapshot = self._touch(order)
+            self._emit(TOPIC_ORDER_UPDATED, OrderSeen(snapshot))
+            return snapshot
+
     def mark_paid(self, order_id: str) -> OrderSnapshot:
         """Payment captured (pending / authorized / partially paid -> paid). The balance of a
         partially refunded deposit order may be paid too: it stays ``partially_refunded``
@@ -965,6 +1002,32 @@ class MemoryStore:
             self._emit(TOPIC_ORDER_UPDATED, OrderSeen(snapshot))
             return refund
 
+    def refund_money(self, order_id: str) -> Refund:
+        """A refund of money alone, as Shopify records one made with transactions and no
+        refund line items: no unit is refunded or restocked. Only an order that took money
+        (paid, partially paid or partially refunded) can give some back; it becomes partially
+        refunded (refunded once every unit was refunded)."""
+        with self.world.lock:
+            status = self._order(order_id).financial_status
+            if status not in _MONEY_TAKEN:
+                raise ValueError(f"an order {status} has no money to refund")
+            return self.refund(order_id, [], restock=False)
+
+    def uninstall_app(self) -> None:
+        """The merchant uninstalls the app: ``app/uninstalled`` is delivered, then the token is
+        refused and the app's webhook subscriptions are gone until :meth:`reinstall_app`."""
+        with self.world.lock:
+            if not self.app_installed:
+                raise ValueError(f"the app is not installed on {self.ref!r}")
+            self._emit(TOPIC_APP_UNINSTALLED, AppUninstalled())
+            self.app_installed = False
+
+    def reinstall_app(self) -> None:
+        """The merchant installs the app again: calls are answered and webhooks sent again
+        (the install subscribes them anew)."""
+        with self.world.lock:
+            self.app_installed = True
+
     def cancel_order(
         self, order_id: str, *, restock: bool, refund_money: bool = True
     ) -> OrderSnapshot:
@@ -1022,7 +1085,7 @@ class MemoryStore:
         if self.faults.unreachable:
             self.counters.faults["unreachable"] += 1
             raise TransientPlatformError(f"{self.ref}: connection refused")
-        if self.faults.auth_revoked:
+        if self.faults.auth_revoked or not self.app_installed:
             self.counters.faults["auth_revoked"] += 1
             raise AuthError(f"{self.ref}: invalid API key or access token")
         drawn = self.faults.draw(method)

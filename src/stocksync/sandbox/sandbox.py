@@ -205,10 +205,13 @@ class Sandbox:
         return True
 
     def uninstall(self, shop: Shop) -> None:
-        """The merchant uninstalls the app: tokens revoked, `app/uninstalled` delivered."""
+        """The merchant uninstalls the app: tokens revoked, `app/uninstalled` delivered, and
+        the app's other webhook subscriptions deleted, as Shopify deletes them (a new install
+        subscribes again)."""
         payload = shop_payload(shop)
         shop.emit("app/uninstalled", payload)
         shop.access_tokens.clear()
+        self.webhooks.subscriptions.pop(shop.domain, None)
 
     # ---------------------------------------------------------------- tasks
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:

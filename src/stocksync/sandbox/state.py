@@ -936,6 +936,26 @@ class Shop:
         order.fully_paid = True
         self._order_changed(order, "orders/paid")
 
+    def capture_payment(self, order: Order, amount: Decimal) -> None:
+        """A payment of ``amount`` towards what the order owes (a deposit paid further, a
+        capture of part of an authorization). Paying all that is owed is
+        :meth:`mark_as_paid`; a part leaves the order partially paid (a partially refunded
+        one stays so) and sends ``orders/updated`` only, as Shopify sends ``orders/paid`` once
+        an order is paid in full."""
+        if order.cancelled_at is not None:
+            raise ShopError("Order is cancelled", None, ["id"])
+        owed = order.total_outstanding
+        if amount <= 0 or owed <= 0:
+            raise ShopError("Nothing to pay.", None, ["amount"])
+        if amount >= owed:
+            self.mark_as_paid(order)
+            return
+        order.received += amount
+        order.fully_paid = False
+        if order.financial_status in ("PENDING", "AUTHORIZED"):
+            order.financial_status = "PARTIALLY_PAID"
+        self._order_changed(order)
+
     def _order_changed(self, order: Order, *topics: str) -> None:
         from stocksync.sandbox.payloads import order_payload
 
