@@ -229,3 +229,32 @@ async def test_an_order_cancelled_in_its_own_second_holds_nothing_whatever_arriv
     # Cancelled without restock: the unit is gone from d1's shelf but was never sold from the
     # shared stock; nothing is held, every store shows the source's level.
     assert (h.level("source", "TEE"), h.level("d1", "TEE"), h.level("d2", "TEE")) == (3, 3, 3)
+
+
+async def test_units_restocked_at_a_destination_and_sold_again_are_not_shown_again(
+    h: Harness,
+) -> None:
+    """A destination's own order gives units back (an edit removing them, restocked there),
+    and a new checkout takes as many, before stocksync hears of either level change: the
+    level is the one stocksync last wrote, but the restocked units were sold. Raising the
+    destination to the source's level when the edit is applied would show them for sale
+    again."""
+    await _setup(h, available=10, destinations=("d1",))
+    d1 = h.shop("d1")
+    first = _sell(h, "d1", 2)
+    await h.settle()
+    assert (h.level("source", "TEE"), h.level("d1", "TEE")) == (8, 8)
+    writes = _record_writes(d1)
+    d1.edit_order(first, d1.order(first).lines[0].id, 0, restock=True)  # d1: 8 -> 10
+    _sell(h, "d1", 2)  # d1: 10 -> 8
+    deliveries = h.world.take_outbox()
+    edited = [d for d in deliveries if d.topic in ("orders/edited", "orders/updated")]
+    assert edited
+    await h.deliver(edited)
+    await h.drain()
+    # The edit gives 2 units back to the source; the second order's 2 are sold from it.
+    assert all(q <= 8 for _, q in writes), writes
+    await h.deliver([d for d in deliveries if d not in edited])
+    await h.settle()
+    assert all(q <= 8 for _, q in writes), writes
+    assert (h.level("source", "TEE"), h.level("d1", "TEE")) == (8, 8)
