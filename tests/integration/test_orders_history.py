@@ -15,7 +15,7 @@ from stocksync.engine.orders import BACKFILL_CURSOR, backfill_orders
 from stocksync.engine.records import load_store
 from stocksync.engine.stores import install_store, set_connection_paused
 from stocksync.platforms.memory import normalise_version
-from stocksync.storage.tables import connections, store_cursors, stores
+from stocksync.storage.tables import connections, store_cursors, stores, variant_links
 from tests.harness import Harness
 
 
@@ -162,6 +162,40 @@ async def test_an_order_placed_before_the_link_counts_nothing_when_edited_and_re
     await h.settle()
     assert h.level("source", "TEE-S") == 10
     assert h.level("dest", "TEE-S") == 10
+
+
+async def test_a_line_placed_before_its_link_holds_nothing_once_linked(h: Harness) -> None:
+    """An unpaid order (paid-only connection: its linked lines are held on the destination)
+    with a line of a linked product and one of the destination's own product. The source then
+    adds that product and it is imported, linked by SKU to the destination's. Its older line
+    never counts (B16) and holds nothing: its units left the destination's own stock before
+    the link, and the destination shows the source's level."""
+    await _source_with_tee(h)
+    await h.add_store("dest", "destination")
+    await _installed_earlier(h, "dest", timedelta(hours=2))
+    dest = h.shop("dest")
+    dest.add_product("Cap", ["CAP"], available=5)
+    record = await h.connect("dest", "source")
+    assert (await import_products(h.rt, record.id)).linked_variants == 1  # TEE-S
+    async with h.db.begin() as conn:
+        await conn.execute(
+            update(variant_links).values(created_at=h.rt.clock() - timedelta(hours=2))
+        )
+    await h.settle()
+    h.world.clock = _shifted(-timedelta(hours=1))  # TEE-S linked, CAP not yet
+    order = dest.place_order(
+        [(_tee(h, "dest"), 1), (dest.variant_by_sku("CAP").id, 3)], financial_status="pending"
+    )
+    h.world.clock = _real_now
+    await h.settle()
+    assert (h.level("dest", "TEE-S"), h.level("dest", "CAP")) == (9, 2)
+    cap = h.shop("source").add_product("Cap", ["CAP"], available=10)
+    assert (await import_products(h.rt, record.id, [cap.id])).linked_variants == 1
+    await h.settle()
+    dest.record_payment(order.id, in_full=False)  # the order changes again: a part paid
+    await h.settle()
+    assert (h.level("source", "TEE-S"), h.level("source", "CAP")) == (10, 10)
+    assert (h.level("dest", "TEE-S"), h.level("dest", "CAP")) == (9, 10)
 
 
 async def test_an_order_placed_after_the_link_counts_as_before(h: Harness) -> None:
