@@ -383,7 +383,7 @@ async def apply_snapshot(
         )
     for refund in snapshot.refunds:
         written += await apply_refund(rt, conn, store, snapshot.id, refund)
-    await sales.follow_order(rt, conn, store, snapshot)
+    await sales.follow_order(rt, conn, store, snapshot, linked)
     return written
 
 

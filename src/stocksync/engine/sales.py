@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -261,11 +261,17 @@ async def observe(rt: Runtime, conn: AsyncConnection, seen: Sequence[Observation
 
 
 async def follow_order(
-    rt: Runtime, conn: AsyncConnection, store: StoreRecord, snapshot: OrderSnapshot
+    rt: Runtime,
+    conn: AsyncConnection,
+    store: StoreRecord,
+    snapshot: OrderSnapshot,
+    countable: Mapping[int, Collection[str]],
 ) -> None:
     """After an order snapshot is applied: its held and taken units per linked line, the
     decreases they explain at its destination, and every destination of what it sold marked
-    to be written (B24)."""
+    to be written (B24). ``countable``: per connection, the lines that may count (their link
+    existed when the order was placed, B16); a line placed before its link was sold from the
+    destination's own stock then, and holds nothing now."""
     seen = {
         r[0]: bool(r[1])
         for r in await conn.execute(
@@ -277,7 +283,7 @@ async def follow_order(
             )
         )
     }
-    lines = await _linked(conn, store.id, snapshot, sorted(seen))
+    lines = await _linked(conn, store.id, snapshot, sorted(seen), countable)
     before = {
         r[0]: (int(r[1]), int(r[2]))
         for r in await conn.execute(
@@ -360,10 +366,14 @@ async def follow_order(
 
 
 async def _linked(
-    conn: AsyncConnection, store_id: int, snapshot: OrderSnapshot, connection_ids: list[int]
+    conn: AsyncConnection,
+    store_id: int,
+    snapshot: OrderSnapshot,
+    connection_ids: list[int],
+    countable: Mapping[int, Collection[str]],
 ) -> dict[int, dict[str, tuple[int, str, str | None, tuple[int, str]]]]:
     """Per connection: line id -> (variant link id, destination item, receiving location,
-    (source store, source item))."""
+    (source store, source item)), for the lines of ``countable``."""
     variant_ids = sorted({line.variant_id for line in snapshot.lines if line.variant_id})
     if not variant_ids or not connection_ids:
         return {}
@@ -388,9 +398,10 @@ async def _linked(
     by_variant: dict[tuple[int, str], Any] = {(r[0], r[2]): r for r in rows}
     result: dict[int, dict[str, tuple[int, str, str | None, tuple[int, str]]]] = {}
     for connection_id in connection_ids:
+        eligible = countable.get(connection_id, ())
         for line in snapshot.lines:
             r = by_variant.get((connection_id, line.variant_id or ""))
-            if r is not None:
+            if r is not None and line.id in eligible:
                 result.setdefault(connection_id, {})[line.id] = (r[1], r[3], r[4], (r[5], r[6]))
     return result
 
