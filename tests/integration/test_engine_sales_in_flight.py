@@ -10,6 +10,8 @@ import random
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from stocksync.domain.connection import ConnectionSettings
 from stocksync.domain.ports import LevelWrite, SetOutcome
 from stocksync.engine.catalog import import_products
@@ -231,6 +233,12 @@ async def test_an_order_cancelled_in_its_own_second_holds_nothing_whatever_arriv
     assert (h.level("source", "TEE"), h.level("d1", "TEE"), h.level("d2", "TEE")) == (3, 3, 3)
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="known defect (tests/stateful_model.py KNOWN_DEFECTS, 'unseen increase hides a "
+    "sale'): a decrease is seen only against the level stocksync last knew, so an increase "
+    "it has not seen (a restock) and a sale after it net to that level and hide the sale",
+)
 async def test_units_restocked_at_a_destination_and_sold_again_are_not_shown_again(
     h: Harness,
 ) -> None:
@@ -258,3 +266,31 @@ async def test_units_restocked_at_a_destination_and_sold_again_are_not_shown_aga
     await h.settle()
     assert all(q <= 8 for _, q in writes), writes
     assert (h.level("source", "TEE"), h.level("d1", "TEE")) == (8, 8)
+
+
+async def test_a_sale_seen_while_the_level_is_above_its_target_is_not_forgotten(
+    h: Harness,
+) -> None:
+    """The source's merchant lowers the source from 10 to 4; before stocksync writes d1 down,
+    d1 sells 3 (its order on its way). Writing d1 down finds 7 there, not the 10 it knew: the
+    decrease is a sale it cannot explain yet, though the level is still above the new target.
+    When the source goes back up to 10, d1 must not show those 3 units again."""
+    await _setup(h, available=10, destinations=("d1",))
+    src, d1 = h.shop("source"), h.shop("d1")
+    item = src.variant_by_sku("TEE").item_id
+    writes = _record_writes(d1)
+    src.set_available(item, src.primary_location_id, 4)
+    _sell(h, "d1", 3)  # d1: 10 -> 7
+    taken = h.world.take_outbox()
+    held = [d for d in taken if d.store_ref == "d1"]
+    await h.deliver([d for d in taken if d not in held])
+    await h.settle()  # the source's report: d1 written down to the source's 4
+    assert (h.level("source", "TEE"), h.level("d1", "TEE")) == (4, 4)
+    src.set_available(item, src.primary_location_id, 10)
+    await h.settle()
+    # The source can sell 10, 3 of which d1 sold: 7 at most, until d1's order arrives.
+    assert all(q <= 7 for _, q in writes), writes
+    await h.deliver(held)
+    await h.settle()
+    assert all(q <= 7 for _, q in writes), writes
+    assert (h.level("source", "TEE"), h.level("d1", "TEE")) == (7, 7)
