@@ -14,6 +14,7 @@ import pytest
 
 from stocksync.domain.connection import ConnectionSettings
 from stocksync.domain.ports import LevelWrite, SetOutcome
+from stocksync.engine import crash
 from stocksync.engine.catalog import import_products
 from stocksync.engine.ledger import apply_ledger
 from stocksync.engine.reconcile import run_reconcile
@@ -293,4 +294,41 @@ async def test_a_sale_seen_while_the_level_is_above_its_target_is_not_forgotten(
     await h.deliver(held)
     await h.settle()
     assert all(q <= 7 for _, q in writes), writes
+    assert (h.level("source", "TEE"), h.level("d1", "TEE")) == (7, 7)
+
+
+async def test_a_worker_killed_after_its_write_loses_no_decrease_its_read_saw(
+    h: Harness,
+) -> None:
+    """As above, but the worker dies after its write to d1 and before recording it (the read
+    that found d1's sale is lost with it). The next flush finds its own write there: that is
+    not a sale, but the sale the read had found must still be kept off d1."""
+    await _setup(h, available=10, destinations=("d1",))
+    src, d1 = h.shop("source"), h.shop("d1")
+    item = src.variant_by_sku("TEE").item_id
+    writes = _record_writes(d1)
+    src.set_available(item, src.primary_location_id, 4)
+    _sell(h, "d1", 3)  # d1: 10 -> 7
+    taken = h.world.take_outbox()
+    held = [d for d in taken if d.store_ref == "d1"]
+    killed: list[str] = []
+
+    def die_once(point: str) -> None:
+        if point == "flush.before_commit" and not killed:
+            killed.append(point)
+            raise RuntimeError("worker killed")
+
+    crash.install(die_once)
+    try:
+        await h.deliver([d for d in taken if d not in held])
+        await h.settle()
+    finally:
+        crash.install(None)
+    assert killed
+    assert (h.level("source", "TEE"), h.level("d1", "TEE")) == (4, 1)
+    src.set_available(item, src.primary_location_id, 10)
+    await h.settle()
+    assert all(q <= 7 for _, q in writes), writes
+    await h.deliver(held)
+    await h.settle()
     assert (h.level("source", "TEE"), h.level("d1", "TEE")) == (7, 7)
