@@ -122,12 +122,11 @@ def _active_links_from_source() -> Any:
 
 
 async def links_of_source_items(
-    conn: AsyncConnection, store_id: int, item_ids: Sequence[str]
+    conn: AsyncConnection, store_id: int, item_ids: Sequence[str] | None = None
 ) -> list[tuple[int, int, int, str]]:
-    rows = await conn.execute(
-        _active_links_from_source().where(
-            variant_links.c.source_store_id == store_id,
-            variant_links.c.source_item_id.in_(list(item_ids)),
-        )
-    )
-    return [(r[0], r[1], r[2], r[3]) for r in rows]
+    """(connection id, variant link id, destination store id, source item id) of the source's
+    active links on active connections: of ``item_ids``, or of every item when None."""
+    query = _active_links_from_source().where(variant_links.c.source_store_id == store_id)
+    if item_ids is not None:
+        query = query.where(variant_links.c.source_item_id.in_(list(item_ids)))
+    return [(r[0], r[1], r[2], r[3]) for r in await conn.execute(query)]

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -21,7 +20,7 @@ from stocksync.domain.levels import plausible_quantity, shared_total
 from stocksync.domain.sales import sale_target
 from stocksync.engine import schedule
 from stocksync.engine.inventory import refresh_source, shared_locations
-from stocksync.engine.marks import mark_pending, mark_source_dirty
+from stocksync.engine.marks import links_of_source_items, mark_pending, mark_source_dirty
 from stocksync.engine.orders import scan_orders
 from stocksync.engine.records import StoreRecord, load_connection, load_store
 from stocksync.engine.runtime import Runtime
@@ -37,33 +36,10 @@ from stocksync.storage.tables import (
 )
 
 
-async def _linked(conn: AsyncConnection, store_id: int) -> list[Any]:
-    """(connection id, variant link id, destination store id, source item id) of every active
-    link from the source."""
-    return list(
-        (
-            await conn.execute(
-                select(
-                    variant_links.c.connection_id,
-                    variant_links.c.id,
-                    variant_links.c.destination_store_id,
-                    variant_links.c.source_item_id,
-                )
-                .join(connections, connections.c.id == variant_links.c.connection_id)
-                .where(
-                    variant_links.c.source_store_id == store_id,
-                    variant_links.c.status == "active",
-                    connections.c.status == "active",
-                )
-            )
-        ).all()
-    )
-
-
 async def reconcile_source(rt: Runtime, store_id: int) -> int:
     """Schedule the source's reconciliation; returns how many linked variants it compares."""
     async with rt.db.begin() as conn:
-        rows = await _linked(conn, store_id)
+        rows = await links_of_source_items(conn, store_id)
         await activity.record(
             conn,
             store_id=store_id,
@@ -79,7 +55,7 @@ async def run_reconcile(rt: Runtime, store_id: int) -> int:
     """The ``reconcile`` job's body; it holds the source's refresh lock (see the module doc).
     Returns how many linked variants were scheduled for comparison."""
     async with rt.db.begin() as conn:
-        rows = await _linked(conn, store_id)
+        rows = await links_of_source_items(conn, store_id)
         await mark_source_dirty(rt, conn, store_id, sorted({r[3] for r in rows}))
     # Read the source now, then compare every destination, even where the source did not move.
     await refresh_source(rt, store_id)
