@@ -561,12 +561,8 @@ class SyncMachine(RuleBasedStateMachine):
         return held
 
 
-def machine_for(world_factory: WorldFactory, url: str, part: str = "") -> type[SyncMachine]:
-    """A state machine class on ``url`` with its own counters of crash points and steps.
-
-    ``part`` names one of several runs of the same machine that must draw different
-    examples: hypothesis derives its derandomized examples from a digest of the machine,
-    which takes this attribute in (it is how hypothesis tells parametrized cases apart)."""
+def machine_for(world_factory: WorldFactory, url: str) -> type[SyncMachine]:
+    """A state machine class on ``url`` with its own counters of crash points and steps."""
     return type(
         "SyncMachine",
         (SyncMachine,),
@@ -575,7 +571,6 @@ def machine_for(world_factory: WorldFactory, url: str, part: str = "") -> type[S
             "world_factory": staticmethod(world_factory),
             "crash_hits": Counter(),
             "step_counts": [],
-            "_hypothesis_internal_add_digest": part.encode(),
         },
     )
 
@@ -609,13 +604,11 @@ class Budget:
         return cls(count, steps, minimum, every, int(TIMEOUT * scale))
 
 
-def run_stateful(
-    world_factory: WorldFactory, url: str, budget: Budget, label: str, part: str = ""
-) -> None:
+def run_stateful(world_factory: WorldFactory, url: str, budget: Budget, label: str) -> None:
     """Run the machine, report (and keep the report for the end of ``make test``), assert
     that enough examples reached full length and, if the budget says so, that every crash
     point was hit."""
-    machine = machine_for(world_factory, url, part)
+    machine = machine_for(world_factory, url)
     run_state_machine_as_test(
         machine,
         settings=settings(

@@ -32,10 +32,8 @@ from tests.sandbox_harness import SandboxWorld
 from tests.stateful_model import Budget, MemoryWorld, run_stateful
 
 # Hypothesis ends some examples early (its first, simplest ones especially), so more are run
-# than must reach the full length: by default at least 200 examples of at least 50 steps per
-# database, in two parts of different examples (so that the suite's two workers share them),
-# each of at least 100, each hitting every crash point.
-MEMORY = Budget.from_env("STOCKSYNC_STATEFUL", examples=170, min_full=100)
+# than must reach the full length: by default at least 200 examples of at least 50 steps.
+MEMORY = Budget.from_env("STOCKSYNC_STATEFUL", examples=340, min_full=200)
 # The sandbox's examples cost real HTTP round trips: at most about three minutes per database
 # on the CI machine (two shared cores). So few examples reach some crash points only once or
 # never: every point must be hit from 100 examples on (``make stateful-long``); CI reports them.
@@ -52,9 +50,8 @@ def machine_url(db_url: str) -> str:
 # Hundreds of examples take minutes, far beyond the suite's per-test limit (and longer runs,
 # such as `make stateful-long`, longer still).
 @pytest.mark.timeout(MEMORY.timeout)
-@pytest.mark.parametrize("part", ["a", "b"])
-def test_stateful_exactly_once_and_convergence(machine_url: str, part: str) -> None:
-    run_stateful(MemoryWorld.create, machine_url, MEMORY, f"stateful {part}", part)
+def test_stateful_exactly_once_and_convergence(machine_url: str) -> None:
+    run_stateful(MemoryWorld.create, machine_url, MEMORY, "stateful")
 
 
 @pytest.mark.timeout(SANDBOX.timeout)
